@@ -1,0 +1,222 @@
+"""Reverse-mode autograd: the Function base class and the backward sweep.
+
+A Function's ``forward`` takes backend arrays (``self.xp`` is their array module) and
+returns one array or a tuple of arrays; its ``backward`` takes the gradient of each output
+and returns one gradient per tensor input (None where an input needs none). Gradients
+may have a broadcast shape: the engine sums them back to each input's shape in one place
+(:func:`unbroadcast`), so no Function has to.
+
+The graph is made of Functions: each output Tensor points to the Function that made it
+(``t._ctx``); each Function holds its input Tensors. Outputs are held weakly, so the
+graph has no reference cycles and is freed as soon as the loss is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+class _GradMode:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _state.enabled = self.enabled
+
+    def __exit__(self, *exc):
+        _state.enabled = self.prev
+
+    def __call__(self, fn):  # usable as a decorator too
+        def wrapped(*a, **k):
+            with _GradMode(self.enabled):
+                return fn(*a, **k)
+        wrapped.__name__ = getattr(fn, "__name__", "wrapped")
+        wrapped.__doc__ = fn.__doc__
+        return wrapped
+
+
+def no_grad() -> _GradMode:
+    """Context manager (or decorator): ops inside record no graph."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    return _GradMode(True)
+
+
+def unbroadcast(xp: Any, grad: Any, shape: tuple) -> Any:
+    """Sum ``grad`` over the dimensions that broadcasting added or stretched to reach ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+class Function:
+    """Base of every differentiable op. Subclasses define ``forward`` and ``backward``."""
+
+    # Set by apply(): backend, xp, inputs, needs_grad, outputs (weak refs), freed.
+    def forward(self, *arrays: Any, **params: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, *grads: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        from .tensor import Tensor
+
+        backend = inputs[0].backend
+        for t in inputs[1:]:
+            if t.backend is not backend:
+                raise RuntimeError(
+                    f"{cls.__name__}: inputs live on different backends "
+                    f"({backend.name}/{backend.device} and {t.backend.name}/{t.backend.device}); "
+                    "move them with .to(backend) first")
+        fn = cls()
+        fn.backend = backend
+        fn.xp = backend.xp
+        requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
+        fn.needs_grad = tuple(t.requires_grad for t in inputs) if requires else (False,) * len(inputs)
+        try:
+            out = fn.forward(*[t.data for t in inputs], **params)
+        except ValueError as e:  # name the op and shapes instead of NumPy's inner message
+            shapes = ", ".join(str(t.shape) for t in inputs)
+            raise ValueError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} ({e})") from None
+        multi = isinstance(out, tuple)
+        outs = out if multi else (out,)
+        tensors = tuple(Tensor._from_array(o, backend, requires) for o in outs)
+        if requires:
+            fn.inputs = inputs
+            fn.freed = False
+            fn.outputs = tuple(weakref.ref(t) for t in tensors)
+            fn.out_meta = tuple((o.shape, o.dtype) for o in outs)
+            for i, t in enumerate(tensors):
+                t._ctx = fn
+                t._out_index = i
+        return tensors if multi else tensors[0]
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+def _accumulate(slot: list, i: int, g: Any, owned: list) -> None:
+    # The first gradient is stored as given (it may alias another array); a second one is
+    # added out of place, after which the sum is ours and later ones add in place.
+    if slot[i] is None:
+        slot[i] = g
+    elif owned[i]:
+        slot[i] += g
+    else:
+        slot[i] = slot[i] + g
+        owned[i] = True
+
+
+def _topo_order(root_fn: Function) -> list:
+    """Functions reachable from ``root_fn``, each after every Function that consumes its outputs."""
+    order, seen = [], {id(root_fn)}
+    stack = [(root_fn, False)]
+    while stack:  # iterative post-order DFS: no recursion limit on deep graphs
+        fn, done = stack.pop()
+        if done:
+            order.append(fn)
+            continue
+        stack.append((fn, True))
+        for t in fn.inputs:
+            p = t._ctx
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                stack.append((p, False))
+    order.reverse()
+    return order
+
+
+def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+    from .tensor import Tensor
+
+    if not root.requires_grad:
+        raise RuntimeError("backward(): this tensor does not require grad and has no graph "
+                           "(was it made under no_grad(), or from tensors without requires_grad?)")
+    xp = root.backend.xp
+    if grad is None:
+        if root.size != 1:
+            raise RuntimeError(f"backward(): grad can be implied only for a scalar output, "
+                               f"but the output has shape {root.shape}; pass grad= of that shape")
+        g = xp.ones(root.shape, dtype=root.dtype)
+    else:
+        g = grad.data if isinstance(grad, Tensor) else root.backend.asarray(grad)
+        if g.shape != root.shape:
+            raise RuntimeError(f"backward(): grad has shape {g.shape}, expected {root.shape}")
+        g = g.astype(root.dtype, copy=False)
+
+    fn0 = root._ctx
+    if fn0 is None:  # backward on a leaf: its gradient is the seed itself
+        root._accumulate_grad(root._apply_hooks(g))
+        return
+    if fn0.freed:
+        raise RuntimeError(_FREED_MSG.format(name=fn0.name))
+
+    grads: dict[int, tuple[list, list]] = {}
+    slot = [None] * len(fn0.out_meta)
+    slot[root._out_index] = g
+    grads[id(fn0)] = (slot, [False] * len(slot))
+
+    for fn in _topo_order(fn0):
+        entry = grads.pop(id(fn), None)
+        if entry is None:
+            continue
+        if fn.freed:
+            raise RuntimeError(_FREED_MSG.format(name=fn.name))
+        out_grads = entry[0]
+        for i, ref in enumerate(fn.outputs):  # hooks and retain_grad of non-leaf outputs
+            t = ref()
+            if t is not None and out_grads[i] is not None:
+                if t._hooks:
+                    out_grads[i] = t._apply_hooks(out_grads[i])
+                if t._retains_grad:
+                    t._accumulate_grad(out_grads[i])
+        if all(x is None for x in out_grads):
+            continue
+        in_grads = fn.backward(*out_grads)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for t, need, ig in zip(fn.inputs, fn.needs_grad, in_grads):
+            if not need or ig is None:
+                continue
+            if ig.shape != t.shape:
+                ig = unbroadcast(xp, ig, t.shape)
+            if ig.dtype != t.dtype:
+                ig = ig.astype(t.dtype)
+            p = t._ctx
+            if p is None:
+                t._accumulate_grad(t._apply_hooks(ig) if t._hooks else ig)
+            else:
+                e = grads.get(id(p))
+                if e is None:
+                    e = grads[id(p)] = ([None] * len(p.out_meta), [False] * len(p.out_meta))
+                _accumulate(e[0], t._out_index, ig, e[1])
+        if not retain_graph:
+            # Drop saved arrays and inputs; keep just enough to report a second backward.
+            fn.__dict__ = {"freed": True, "inputs": (), "outputs": fn.outputs,
+                           "out_meta": fn.out_meta}
+
+
+_FREED_MSG = ("backward(): trying to backward through the graph a second time (through {name}); "
+              "its saved values were freed after the first backward. "
+              "Call backward(retain_graph=True) the first time if you need a second pass.")

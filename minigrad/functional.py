@@ -1,0 +1,375 @@
+"""Every op as a function (``minigrad.exp(x)``) and as a Tensor method (``x.exp()``).
+
+Each function checks its arguments, then calls one Function's ``apply``; the math lives in
+``minigrad/ops``. Names follow PyTorch where it has one (``cat``, ``transpose(d0, d1)``),
+with NumPy's spelling as an alias (``concat``, ``swapaxes``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .ops import elementwise as E
+from .ops import index as I
+from .ops import nn_ops as N
+from .ops import reduce as R
+from .ops import shape as S
+from .tensor import Tensor, matmul
+
+# ---- elementwise -------------------------------------------------------------------
+
+
+def exp(x: Tensor) -> Tensor:
+    return E.Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return E.Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return E.Sqrt.apply(x)
+
+
+def rsqrt(x: Tensor) -> Tensor:
+    return E.Rsqrt.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - torch's name
+    return E.Abs.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return E.Tanh.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return E.Sigmoid.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return E.Relu.apply(x)
+
+
+def silu(x: Tensor) -> Tensor:
+    return E.Silu.apply(x)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return E.Gelu.apply(x, approximate=approximate)
+
+
+def maximum(a: Tensor, b: Tensor | float) -> Tensor:
+    return E.Maximum.apply(a, a._operand(b))
+
+
+def minimum(a: Tensor, b: Tensor | float) -> Tensor:
+    return E.Minimum.apply(a, a._operand(b))
+
+
+def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    if min is None and max is None:
+        raise ValueError("clip: give min, max or both")
+    return E.Clip.apply(x, lo=min, hi=max)
+
+
+clamp = clip
+
+
+def where(cond: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
+    ref = a if isinstance(a, Tensor) else b
+    if not isinstance(ref, Tensor):
+        raise TypeError("where: at least one of a, b must be a Tensor")
+    cond = cond if isinstance(cond, Tensor) else Tensor(cond, backend=ref.backend)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: cond must be a bool tensor, got dtype {cond.dtype}")
+    return E.Where.apply(cond, ref._operand(a), ref._operand(b))
+
+
+def masked_fill(x: Tensor, mask: Tensor, value: float) -> Tensor:
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
+    return E.MaskedFill.apply(x, mask, value=value)
+
+
+def astype(x: Tensor, dtype) -> Tensor:
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if x.requires_grad and dtype.kind != "f":
+        return x.detach().astype(dtype)
+    return E.Cast.apply(x, dtype=dtype)
+
+
+# ---- reductions --------------------------------------------------------------------
+
+
+def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return R.Sum.apply(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    return R.Mean.apply(x, axis=axis, keepdims=keepdims)
+
+
+def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return R.Max.apply(x, axis=axis, keepdims=keepdims)
+
+
+def min(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return R.Min.apply(x, axis=axis, keepdims=keepdims)
+
+
+def var(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Tensor:
+    return R.Var.apply(x, axis=axis, keepdims=keepdims, correction=correction)
+
+
+def std(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Tensor:
+    return sqrt(var(x, axis, keepdims, correction))
+
+
+def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    return R.LogSumExp.apply(x, axis=axis, keepdims=keepdims)
+
+
+def argmax(x: Tensor, axis: int | None = None) -> Tensor:
+    return Tensor._from_array(x.data.argmax(axis=axis), x.backend)
+
+
+def argmin(x: Tensor, axis: int | None = None) -> Tensor:
+    return Tensor._from_array(x.data.argmin(axis=axis), x.backend)
+
+
+# ---- shape -------------------------------------------------------------------------
+
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def reshape(x: Tensor, *shape) -> Tensor:
+    shape = _shape_arg(shape)
+    if shape == x.shape:
+        return x
+    known = int(np.prod([n for n in shape if n != -1]))
+    ok = shape.count(-1) <= 1 and (x.size == known if -1 not in shape else known and x.size % known == 0)
+    if not ok:
+        raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.size} elements) as {shape}")
+    return S.Reshape.apply(x, shape=shape)
+
+
+view = reshape  # NumPy reshapes copy only when they must, so view and reshape are one op here
+
+
+def permute(x: Tensor, *axes) -> Tensor:
+    axes = tuple(a % x.ndim for a in _shape_arg(axes))
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {x.shape}")
+    return S.Permute.apply(x, axes=axes)
+
+
+def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
+    axes = list(range(x.ndim))
+    axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+    return S.Permute.apply(x, axes=tuple(axes))
+
+
+swapaxes = transpose
+
+
+def broadcast_to(x: Tensor, *shape) -> Tensor:
+    shape = _shape_arg(shape)
+    try:
+        np.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: shape {x.shape} cannot be broadcast to {shape}") from None
+    return x if shape == x.shape else S.BroadcastTo.apply(x, shape=shape)
+
+
+def expand(x: Tensor, *sizes) -> Tensor:
+    """torch's expand: -1 keeps a dimension's size."""
+    sizes = _shape_arg(sizes)
+    lead = len(sizes) - x.ndim
+    shape = tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(sizes))
+    return broadcast_to(x, shape)
+
+
+def squeeze(x: Tensor, axis=None) -> Tensor:
+    if axis is None:
+        shape = tuple(n for n in x.shape if n != 1)
+    else:
+        axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        shape = tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1))
+    return reshape(x, shape)
+
+
+def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    axis = axis % (x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+
+def contiguous(x: Tensor) -> Tensor:
+    return S.Contiguous.apply(x)
+
+
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    tensors = list(tensors)
+    nd = tensors[0].ndim
+    ax = axis % nd
+    for t in tensors[1:]:
+        if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != ax):
+            raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside axis {axis}")
+    return S.Concat.apply(*tensors, axis=axis)
+
+
+concat = cat
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError(f"stack: all shapes must match, got {[t.shape for t in tensors]}")
+    return S.Stack.apply(*tensors, axis=axis)
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple:
+    """torch's split: an int is the size of each piece (the last may be smaller); a list
+    gives each piece's size."""
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        k = split_size_or_sections
+        sections = [k] * (n // k) + ([n % k] if n % k else [])
+    else:
+        sections = list(split_size_or_sections)
+        if builtins_sum(sections) != n:
+            raise ValueError(f"split: sections {sections} do not add up to {n} (axis {axis} of {x.shape})")
+    return S.Split.apply(x, sections=sections, axis=axis)
+
+
+def chunk(x: Tensor, chunks: int, axis: int = 0) -> tuple:
+    n = x.shape[axis]
+    return split(x, -(-n // chunks), axis)
+
+
+def tril(x: Tensor, k: int = 0) -> Tensor:
+    return S.Tril.apply(x, k=k)
+
+
+def triu(x: Tensor, k: int = 0) -> Tensor:
+    return S.Triu.apply(x, k=k)
+
+
+# ---- indexing ----------------------------------------------------------------------
+
+
+def _index_tensor(idx, like: Tensor) -> Tensor:
+    idx = idx if isinstance(idx, Tensor) else Tensor(np.asarray(idx), backend=like.backend)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"index tensor must hold integers, got dtype {idx.dtype}")
+    return idx
+
+
+def gather(x: Tensor, axis: int, index: Tensor) -> Tensor:
+    """torch.gather(x, dim, index)."""
+    index = _index_tensor(index, x)
+    if index.ndim != x.ndim:
+        raise ValueError(f"gather: index has {index.ndim} dims, input has {x.ndim}")
+    return I.Gather.apply(x, index, axis=axis)
+
+
+def take_along_axis(x: Tensor, index: Tensor, axis: int) -> Tensor:
+    return gather(x, axis, index)
+
+
+def scatter_add(x: Tensor, axis: int, index: Tensor, src: Tensor) -> Tensor:
+    """torch.scatter_add(x, dim, index, src), out of place."""
+    index = _index_tensor(index, x)
+    if index.shape != src.shape:
+        raise ValueError(f"scatter_add: index shape {index.shape} must equal src shape {src.shape}")
+    return I.ScatterAdd.apply(x, index, src, axis=axis)
+
+
+def index_select(x: Tensor, axis: int, index: Tensor) -> Tensor:
+    index = _index_tensor(index, x)
+    return I.IndexSelect.apply(x, index, axis=axis)
+
+
+def embedding(ids: Tensor, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` (V, D) picked by integer ``ids`` (...): (..., D)."""
+    ids = _index_tensor(ids, weight)
+    return I.Embedding.apply(weight, ids)
+
+
+# ---- networks ----------------------------------------------------------------------
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return N.Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return N.LogSoftmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
+                  reduction: str = "mean") -> Tensor:
+    """Softmax + negative log-likelihood, fused: logits (..., C), integer targets (...)."""
+    targets = _index_tensor(targets, logits)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets of shape {targets.shape} do not match "
+                         f"logits of shape {logits.shape} (expected {logits.shape[:-1]})")
+    return N.CrossEntropy.apply(logits, targets, ignore_index=ignore_index, reduction=reduction)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    from .random import default_generator
+
+    gen = generator or default_generator()
+    keep = gen.random(x.shape) >= p
+    mask = Tensor(keep, backend=x.backend)
+    return N.Dropout.apply(x, mask, p=p)
+
+
+builtins_sum = __builtins__["sum"] if isinstance(__builtins__, dict) else __builtins__.sum
+
+
+# ---- Tensor methods ----------------------------------------------------------------
+
+_METHODS = dict(
+    exp=exp, log=log, sqrt=sqrt, rsqrt=rsqrt, abs=abs, tanh=tanh, sigmoid=sigmoid, relu=relu,
+    silu=silu, gelu=gelu, maximum=maximum, minimum=minimum, clip=clip, clamp=clip,
+    masked_fill=masked_fill, astype=astype, sum=sum, mean=mean, max=max, min=min, var=var,
+    std=std, logsumexp=logsumexp, argmax=argmax, argmin=argmin, reshape=reshape, view=view,
+    permute=permute, transpose=transpose, swapaxes=swapaxes, broadcast_to=broadcast_to,
+    expand=expand, squeeze=squeeze, unsqueeze=unsqueeze, flatten=flatten, contiguous=contiguous,
+    split=split, chunk=chunk, tril=tril, triu=triu, gather=gather, index_select=index_select,
+    scatter_add=scatter_add, softmax=softmax, log_softmax=log_softmax, matmul=matmul,
+)
+for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, _fn)
+
+Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
+Tensor.float = lambda self: astype(self, np.float32)
+Tensor.double = lambda self: astype(self, np.float64)
+Tensor.half = lambda self: astype(self, np.float16)
+Tensor.long = lambda self: astype(self, np.int64)
+Tensor.int = lambda self: astype(self, np.int32)
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("np", "Sequence", "annotations")]

@@ -1,0 +1,305 @@
+"""Elementwise ops: arithmetic, math functions and activations, forward beside backward.
+
+Binary ops may broadcast; their backward returns full-size gradients and the engine sums
+them back to each input's shape (autograd.unbroadcast).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..autograd import Function
+from ..backend import register_reference
+
+# ---- arithmetic -------------------------------------------------------------------
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return g, g
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return g, (-g if self.needs_grad[1] else None)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        return (g * self.b if self.needs_grad[0] else None,
+                g * self.a if self.needs_grad[1] else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        gb = g / self.b
+        return (gb if self.needs_grad[0] else None,
+                -gb * self.a / self.b if self.needs_grad[1] else None)
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+class PowScalar(Function):
+    """x ** p for a Python number p."""
+
+    def forward(self, a, p):
+        self.a, self.p = a, p
+        return a ** p
+
+    def backward(self, g):
+        p = self.p
+        if p == 2:
+            return g * (2 * self.a)
+        return g * (p * self.a ** (p - 1))
+
+
+class Pow(Function):
+    """a ** b with both tensors (d/db uses log a, so a should be positive there)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a ** b
+        return self.out
+
+    def backward(self, g):
+        xp = self.xp
+        ga = g * self.b * self.a ** (self.b - 1) if self.needs_grad[0] else None
+        gb = None
+        if self.needs_grad[1]:
+            with_log = xp.where(self.a > 0, xp.log(xp.where(self.a > 0, self.a, 1)), 0)
+            gb = g * self.out * with_log.astype(self.out.dtype, copy=False)
+        return ga, gb
+
+
+class Maximum(Function):
+    def forward(self, a, b):
+        self.mask = a >= b  # ties send the gradient to a, as torch splits... see backward
+        self.tie = a == b
+        return self.xp.maximum(a, b)
+
+    def backward(self, g):
+        # On ties torch gives each side half the gradient.
+        xp = self.xp
+        wa = xp.where(self.tie, 0.5, self.mask.astype(g.dtype)).astype(g.dtype, copy=False)
+        return (g * wa if self.needs_grad[0] else None,
+                g * (1 - wa) if self.needs_grad[1] else None)
+
+
+class Minimum(Function):
+    def forward(self, a, b):
+        self.mask = a <= b
+        self.tie = a == b
+        return self.xp.minimum(a, b)
+
+    def backward(self, g):
+        xp = self.xp
+        wa = xp.where(self.tie, 0.5, self.mask.astype(g.dtype)).astype(g.dtype, copy=False)
+        return (g * wa if self.needs_grad[0] else None,
+                g * (1 - wa) if self.needs_grad[1] else None)
+
+
+class Where(Function):
+    """where(cond, a, b); cond is a bool tensor with no gradient."""
+
+    def forward(self, cond, a, b):
+        self.cond = cond
+        return self.xp.where(cond, a, b)
+
+    def backward(self, g):
+        zero = self.xp.zeros((), dtype=g.dtype)
+        return (None,
+                self.xp.where(self.cond, g, zero) if self.needs_grad[1] else None,
+                self.xp.where(self.cond, zero, g) if self.needs_grad[2] else None)
+
+
+class MaskedFill(Function):
+    def forward(self, a, mask, value):
+        self.mask = mask
+        return self.xp.where(mask, self.xp.asarray(value, dtype=a.dtype), a)
+
+    def backward(self, g):
+        return self.xp.where(self.mask, self.xp.zeros((), dtype=g.dtype), g), None
+
+
+class Clip(Function):
+    def forward(self, a, lo, hi):
+        self.keep = self.xp.ones(a.shape, dtype=bool)
+        if lo is not None:
+            self.keep &= a >= lo
+        if hi is not None:
+            self.keep &= a <= hi
+        return self.xp.clip(a, lo, hi)
+
+    def backward(self, g):
+        return g * self.keep
+
+
+# ---- unary math -------------------------------------------------------------------
+
+
+class Exp(Function):
+    def forward(self, a):
+        self.out = self.xp.exp(a)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return self.xp.log(a)
+
+    def backward(self, g):
+        return g / self.a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        self.out = self.xp.sqrt(a)
+        return self.out
+
+    def backward(self, g):
+        return g / (2 * self.out)
+
+
+class Rsqrt(Function):
+    def forward(self, a):
+        self.out = 1 / self.xp.sqrt(a)
+        return self.out
+
+    def backward(self, g):
+        return g * (-0.5 * self.out ** 3)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.a = a
+        return self.xp.abs(a)
+
+    def backward(self, g):
+        return g * self.xp.sign(self.a)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        self.out = self.xp.tanh(a)
+        return self.out
+
+    def backward(self, g):
+        return g * (1 - self.out * self.out)
+
+
+def _sigmoid(xp, a):
+    # 0.5 * (1 + tanh(a/2)) never overflows, unlike 1 / (1 + exp(-a)).
+    return 0.5 * (1 + xp.tanh(0.5 * a))
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        self.out = _sigmoid(self.xp, a)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out * (1 - self.out)
+
+
+class Relu(Function):
+    def forward(self, a):
+        self.mask = a > 0
+        return a * self.mask
+
+    def backward(self, g):
+        return g * self.mask
+
+
+class Silu(Function):
+    def forward(self, a):
+        self.a = a
+        self.s = _sigmoid(self.xp, a)
+        return a * self.s
+
+    def backward(self, g):
+        s = self.s
+        return g * (s * (1 + self.a * (1 - s)))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@register_reference("erf")
+def erf_reference(xp, x):
+    """erf in float64 from xp primitives alone: a Taylor series for |x| <= 3, the
+    continued fraction of erfc beyond. Accurate to ~1e-14; slow but exact enough to be
+    the spec the fast kernels are held to."""
+    x64 = x.astype("float64")
+    ax = xp.abs(x64)
+    s = xp.minimum(ax, 3.0)
+    s2 = s * s
+    term = s
+    total = s
+    for n in range(1, 90):
+        term = term * (-s2) / n
+        total = total + term / (2 * n + 1)
+    small = (2.0 / math.sqrt(math.pi)) * total
+    z = xp.maximum(ax, 3.0)
+    frac = z
+    for k in range(60, 0, -1):  # evaluate z + (1/2)/(z + 1/(z + (3/2)/(z + ...))) from the tail
+        frac = z + (k / 2.0) / frac
+    large = 1.0 - xp.exp(-z * z) / (math.sqrt(math.pi) * frac)
+    return (xp.sign(x64) * xp.where(ax <= 3.0, small, large)).astype(x.dtype, copy=False)
+
+
+class Gelu(Function):
+    """GELU: exact x*Phi(x), or the tanh approximation (approximate='tanh')."""
+
+    def forward(self, a, approximate="none"):
+        xp = self.xp
+        self.a, self.approx = a, approximate
+        if approximate == "tanh":
+            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
+            return 0.5 * a * (1 + self.t)
+        self.cdf = 0.5 * (1 + self.backend.kernel("erf")(xp, a * _INV_SQRT_2))
+        return a * self.cdf
+
+    def backward(self, g):
+        a = self.a
+        if self.approx == "tanh":
+            t = self.t
+            dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+            return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * dinner)
+        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * a * a)
+        return g * (self.cdf + a * pdf)
+
+
+class Cast(Function):
+    """astype: the gradient is cast back to the input's dtype by the engine."""
+
+    def forward(self, a, dtype):
+        return a.astype(dtype)
+
+    def backward(self, g):
+        return g

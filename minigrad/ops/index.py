@@ -1,0 +1,104 @@
+"""Indexing ops. Their backward scatters gradients back with ``index_add``, so repeated
+indices add up (a kernel, so each backend can supply a fast one)."""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from ..backend import register_reference
+
+
+@register_reference("index_add")
+def index_add_reference(xp, out, key, src):
+    """out[key] += src, with repeated indices in ``key`` adding up (in place)."""
+    xp.add.at(out, key, src)
+    return out
+
+
+def _is_basic(key) -> bool:
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in parts)
+
+
+class GetItem(Function):
+    def forward(self, a, key):
+        self.shape, self.dtype, self.key = a.shape, a.dtype, key
+        return a[key]
+
+    def backward(self, g):
+        out = self.xp.zeros(self.shape, dtype=self.dtype)
+        if _is_basic(self.key):
+            out[self.key] = g  # basic indexing never repeats an element
+        else:
+            self.backend.kernel("index_add")(self.xp, out, self.key, g)
+        return out
+
+
+def _along_axis_key(xp, idx, axis: int):
+    """A fancy-index tuple that addresses ``a[..., idx[...], ...]`` along ``axis`` elementwise."""
+    key = []
+    for d, n in enumerate(idx.shape):
+        if d == axis:
+            key.append(idx)
+        else:
+            shape = [1] * idx.ndim
+            shape[d] = n
+            key.append(xp.arange(n).reshape(shape))
+    return tuple(key)
+
+
+class Gather(Function):
+    """take_along_axis / torch.gather: out[i][j] = a[i][idx[i][j]] (for axis=1)."""
+
+    def forward(self, a, idx, axis):
+        self.shape, self.dtype = a.shape, a.dtype
+        self.axis = axis % a.ndim
+        self.idx = idx
+        return self.xp.take_along_axis(a, idx, axis=self.axis)
+
+    def backward(self, g):
+        out = self.xp.zeros(self.shape, dtype=self.dtype)
+        key = _along_axis_key(self.xp, self.idx, self.axis)
+        self.backend.kernel("index_add")(self.xp, out, key, g)
+        return out, None
+
+
+class ScatterAdd(Function):
+    """torch.scatter_add: a copy of ``a`` with src[i][j] added at a[i][idx[i][j]] (axis=1)."""
+
+    def forward(self, a, idx, src, axis):
+        self.axis = axis % a.ndim
+        self.idx = idx
+        out = a.copy()
+        self.backend.kernel("index_add")(self.xp, out, _along_axis_key(self.xp, idx, self.axis), src)
+        return out
+
+    def backward(self, g):
+        gsrc = self.xp.take_along_axis(g, self.idx, axis=self.axis) if self.needs_grad[2] else None
+        return g, None, gsrc
+
+
+class IndexSelect(Function):
+    def forward(self, a, idx, axis):
+        self.shape, self.dtype, self.idx = a.shape, a.dtype, idx
+        self.axis = axis % a.ndim
+        return self.xp.take(a, idx, axis=self.axis)
+
+    def backward(self, g):
+        out = self.xp.zeros(self.shape, dtype=self.dtype)
+        key = (slice(None),) * self.axis + (self.idx,)
+        self.backend.kernel("index_add")(self.xp, out, key, g)
+        return out, None
+
+
+class Embedding(Function):
+    """weight[ids]: (V, D), ids (...) int -> (..., D). Backward adds rows into a (V, D) grad."""
+
+    def forward(self, weight, ids):
+        self.shape, self.dtype, self.ids = weight.shape, weight.dtype, ids
+        return weight[ids]
+
+    def backward(self, g):
+        gw = self.xp.zeros(self.shape, dtype=self.dtype)
+        flat_ids = self.ids.reshape(-1)
+        self.backend.kernel("index_add")(self.xp, gw, flat_ids, g.reshape(flat_ids.shape[0], -1))
+        return gw, None

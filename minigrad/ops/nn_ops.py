@@ -1,0 +1,132 @@
+"""Matrix product and the classic network ops: softmax, log-softmax, cross-entropy, dropout."""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from ..backend import register_reference
+
+
+def _mT(x):
+    return x.swapaxes(-1, -2)
+
+
+class MatMul(Function):
+    """a @ b with NumPy's rules: batched and broadcasting; a 1-D operand is a vector."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        if a.ndim == 1 and b.ndim == 1:
+            return g * b, g * a
+        ga = gb = None
+        if a.ndim == 1:  # (k,) @ (..., k, m) -> (..., m)
+            g2 = g[..., None, :]
+            if self.needs_grad[0]:
+                ga = (g2 @ _mT(b))[..., 0, :]
+            if self.needs_grad[1]:
+                gb = a[:, None] @ g2
+            return ga, gb
+        if b.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
+            g2 = g[..., :, None]
+            if self.needs_grad[0]:
+                ga = g2 @ b[None, :]
+            if self.needs_grad[1]:
+                gb = (_mT(a) @ g2)[..., 0]
+            return ga, gb
+        if self.needs_grad[0]:
+            ga = g @ _mT(b)
+        if self.needs_grad[1]:
+            if b.ndim == 2 and a.ndim > 2:
+                # Fold the batch into the rows: one (k, N) @ (N, m) instead of a batched product.
+                k, m = a.shape[-1], g.shape[-1]
+                gb = a.reshape(-1, k).T @ g.reshape(-1, m)
+            else:
+                gb = _mT(a) @ g
+        return ga, gb
+
+
+def softmax_forward(xp, x, axis):
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class Softmax(Function):
+    def forward(self, a, axis=-1):
+        self.axis = axis
+        self.out = softmax_forward(self.xp, a, axis)
+        return self.out
+
+    def backward(self, g):
+        y = self.out
+        return y * (g - (g * y).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis=-1):
+        xp = self.xp
+        self.axis = axis
+        shifted = a - a.max(axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.out
+
+    def backward(self, g):
+        return g - self.xp.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
+
+
+@register_reference("softmax_cross_entropy")
+def softmax_cross_entropy_reference(xp, logits, targets, ignore_index):
+    """Fused softmax + negative log-likelihood over the last axis of 2-D ``logits`` (N, C).
+
+    Returns (loss_sum, n_valid, dlogits_per_unit): the summed loss over targets that are not
+    ``ignore_index``, their count, and d(loss_sum)/d(logits), so the caller scales it once.
+    """
+    n = logits.shape[0]
+    valid = targets != ignore_index
+    safe_t = xp.where(valid, targets, 0)
+    m = logits.max(axis=1, keepdims=True)
+    e = xp.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True)
+    logp_t = (logits[xp.arange(n), safe_t] - m[:, 0]) - xp.log(s[:, 0])
+    vmask = valid.astype(logits.dtype)
+    loss_sum = -(logp_t * vmask).sum()
+    grad = e / s
+    grad[xp.arange(n), safe_t] -= 1
+    grad *= vmask[:, None]
+    return loss_sum, int(valid.sum()), grad
+
+
+class CrossEntropy(Function):
+    """Mean (or sum) cross-entropy of logits (..., C) against integer targets (...)."""
+
+    def forward(self, logits, targets, ignore_index=-100, reduction="mean"):
+        c = logits.shape[-1]
+        self.shape = logits.shape
+        flat = logits.reshape(-1, c)
+        kernel = self.backend.kernel("softmax_cross_entropy")
+        loss_sum, n_valid, self.grad = kernel(self.xp, flat, targets.reshape(-1), ignore_index)
+        if reduction == "mean":
+            # torch gives nan when every target is ignored; so do we.
+            self.scale = 1.0 / n_valid if n_valid else float("nan")
+        elif reduction == "sum":
+            self.scale = 1.0
+        else:
+            raise ValueError(f"cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
+        return self.xp.asarray(loss_sum * self.scale, dtype=logits.dtype)
+
+    def backward(self, g):
+        return (self.grad * (g * self.scale)).reshape(self.shape), None
+
+
+class Dropout(Function):
+    """Zero each element with probability p and scale the rest by 1/(1-p). ``mask`` comes in
+    precomputed (from a seeded Generator) so the op itself stays deterministic."""
+
+    def forward(self, a, mask, p):
+        self.scale = (mask / (1.0 - p)).astype(a.dtype, copy=False)
+        return a * self.scale
+
+    def backward(self, g):
+        return g * self.scale, None

@@ -1,0 +1,333 @@
+"""The Tensor: an array on a backend, plus what autograd needs to send gradients back."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+from . import autograd
+from .backend import Backend, default_backend, get_backend
+from .ops import elementwise as E
+from .ops import index as I
+from .ops import nn_ops as N
+from .ops import reduce as R
+from .ops import shape as S
+
+
+def _is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autograd.
+
+    ``data`` is the backend array (a numpy.ndarray on CPU, a cupy.ndarray on GPU).
+    """
+
+    __slots__ = ("data", "backend", "requires_grad", "grad", "_ctx", "_out_index", "_hooks",
+                 "_retains_grad", "_grad_owned", "__weakref__")
+    __array_priority__ = 1000  # so ndarray (op) Tensor defers to Tensor's reflected op
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None,
+                 backend: str | Backend | None = None):
+        if isinstance(data, Tensor):
+            data = data.data
+        b = get_backend(backend) if backend is not None else default_backend()
+        arr = _to_backend_array(data, b, dtype)
+        self._init(arr, b, requires_grad)
+        if requires_grad and not _is_float(arr.dtype):
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {arr.dtype}")
+
+    def _init(self, arr, backend, requires_grad):
+        self.data = arr
+        self.backend = backend
+        self.requires_grad = requires_grad
+        self.grad = None
+        self._ctx = None
+        self._out_index = 0
+        self._hooks = None
+        self._retains_grad = False
+        self._grad_owned = False
+
+    @classmethod
+    def _from_array(cls, arr, backend: Backend, requires_grad: bool = False) -> Tensor:
+        t = cls.__new__(cls)
+        t._init(arr, backend, requires_grad)
+        return t
+
+    # ---- attributes ------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: int(self.data.size))
+    device = property(lambda self: self.backend.device)
+    is_leaf = property(lambda self: self._ctx is None)
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = f", dtype={self.dtype}" if self.dtype != np.float32 else ""
+        if self._ctx is not None:
+            extra += f", grad_fn={self._ctx.name}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        if self.backend.name != "numpy":
+            extra += f", backend={self.backend.name!r}"
+        return f"tensor({body}{extra})"
+
+    # ---- conversion ------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        return self.backend.to_numpy(self.data)
+
+    def item(self) -> Any:
+        if self.size != 1:
+            raise ValueError(f"item(): only a one-element tensor has an item, this one has shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def to(self, backend: str | Backend) -> Tensor:
+        """The same values on another backend (a leaf copy keeps requires_grad)."""
+        b = get_backend(backend)
+        if b is self.backend:
+            return self
+        if b.xp is self.backend.xp:
+            arr = self.data
+        else:
+            arr = b.asarray(self.backend.to_numpy(self.data))
+        return Tensor._from_array(arr, b, self.requires_grad)
+
+    def __bool__(self) -> bool:
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    # ---- autograd --------------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into ``.grad`` of every leaf that needs one."""
+        autograd.backward(self, grad, retain_graph)
+
+    def detach(self) -> Tensor:
+        return Tensor._from_array(self.data, self.backend, False)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_(): only a leaf tensor's flag can be changed")
+        self.requires_grad = flag
+        return self
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves keep theirs anyway)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad(): this tensor does not require grad")
+        self._retains_grad = True
+        return self
+
+    def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
+        """Call ``fn(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it.
+        Returns a function that removes the hook."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook(): this tensor does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        return lambda: self._hooks.remove(fn)
+
+    def _apply_hooks(self, g):
+        for h in self._hooks or ():
+            r = h(Tensor._from_array(g, self.backend))
+            if r is not None:
+                g = r.data if isinstance(r, Tensor) else r
+        return g
+
+    def _accumulate_grad(self, g) -> None:
+        if self.grad is None:
+            self.grad = Tensor._from_array(g, self.backend)
+            self._grad_owned = False
+        elif self._grad_owned:
+            self.grad.data += g
+        else:  # the first gradient may alias another array: add out of place once
+            self.grad = Tensor._from_array(self.grad.data + g, self.backend)
+            self._grad_owned = True
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ---- operand handling ------------------------------------------------------
+    def _operand(self, other: Any) -> Tensor:
+        """Turn a Python/NumPy scalar into a 0-d tensor of *our* dtype (a weak scalar), so
+        ``x * 0.5`` stays float32; an int tensor with a float scalar becomes float32."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (numbers.Number, np.generic)) or (
+                isinstance(other, np.ndarray) and other.ndim == 0):
+            dt = self.dtype
+            if isinstance(other, (float, np.floating)) and not _is_float(dt):
+                dt = np.float32
+            elif isinstance(other, bool) and dt == np.bool_:
+                dt = np.bool_
+            return Tensor._from_array(self.backend.xp.asarray(other, dtype=dt), self.backend)
+        return Tensor(other, backend=self.backend)
+
+    # ---- arithmetic ------------------------------------------------------------
+    def _binary(self, o, fn, reverse=False):
+        o = self._operand(o)
+        a, b = (o, self) if reverse else (self, o)
+        if a.dtype != b.dtype:  # an int tensor meeting a float one takes the float's dtype
+            fa, fb = _is_float(a.dtype), _is_float(b.dtype)
+            if fa and not fb:
+                b = b.astype(a.dtype)
+            elif fb and not fa:
+                a = a.astype(b.dtype)
+        return fn.apply(a, b)
+
+    def __add__(self, o):
+        return self._binary(o, E.Add)
+
+    def __radd__(self, o):
+        return self._binary(o, E.Add, True)
+
+    def __sub__(self, o):
+        return self._binary(o, E.Sub)
+
+    def __rsub__(self, o):
+        return self._binary(o, E.Sub, True)
+
+    def __mul__(self, o):
+        return self._binary(o, E.Mul)
+
+    def __rmul__(self, o):
+        return self._binary(o, E.Mul, True)
+
+    def __truediv__(self, o):
+        if not _is_float(self.dtype) and not (isinstance(o, Tensor) and _is_float(o.dtype)):
+            return self.astype(np.float32)._binary(o, E.Div)  # true division of ints is float
+        return self._binary(o, E.Div)
+
+    def __rtruediv__(self, o):
+        if not _is_float(self.dtype):
+            return self.astype(np.float32)._binary(o, E.Div, True)
+        return self._binary(o, E.Div, True)
+
+    def __neg__(self):
+        return E.Neg.apply(self)
+
+    def __pow__(self, p):
+        if isinstance(p, Tensor):
+            return self._binary(p, E.Pow)
+        return E.PowScalar.apply(self, p=p)
+
+    def __rpow__(self, base):
+        return self._binary(base, E.Pow, True)
+
+    def __matmul__(self, o):
+        return matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return matmul(self._operand(o), self)
+
+    # Comparisons give bool tensors and record no graph.
+    def _compare(self, o, op):
+        o = o.data if isinstance(o, Tensor) else o
+        return Tensor._from_array(op(self.data, o), self.backend)
+
+    def __lt__(self, o):
+        return self._compare(o, lambda a, b: a < b)
+
+    def __le__(self, o):
+        return self._compare(o, lambda a, b: a <= b)
+
+    def __gt__(self, o):
+        return self._compare(o, lambda a, b: a > b)
+
+    def __ge__(self, o):
+        return self._compare(o, lambda a, b: a >= b)
+
+    def __eq__(self, o):  # noqa: D105 - elementwise, like torch
+        return self._compare(o, lambda a, b: a == b)
+
+    def __ne__(self, o):
+        return self._compare(o, lambda a, b: a != b)
+
+    def __invert__(self):
+        return Tensor._from_array(~self.data, self.backend)
+
+    def __and__(self, o):
+        return self._compare(o, lambda a, b: a & b)
+
+    def __or__(self, o):
+        return self._compare(o, lambda a, b: a | b)
+
+    __hash__ = object.__hash__
+
+    # ---- indexing --------------------------------------------------------------
+    def __getitem__(self, key):
+        return I.GetItem.apply(self, key=_index_key(key, self.backend))
+
+    def __setitem__(self, key, value):
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError("in-place assignment into a tensor that requires grad would break "
+                               "autograd; use where()/masked_fill(), or do it under no_grad()")
+        self.data[_index_key(key, self.backend)] = value.data if isinstance(value, Tensor) else value
+
+
+def _index_key(key, backend):
+    """Tensors inside an index become backend arrays; lists become index arrays."""
+    def conv(k):
+        if isinstance(k, Tensor):
+            return k.data
+        if isinstance(k, list):
+            return backend.asarray(np.asarray(k))
+        if isinstance(k, np.ndarray) and backend.xp is not np:
+            return backend.asarray(k)
+        return k
+    if isinstance(key, tuple):
+        return tuple(conv(k) for k in key)
+    return conv(key)
+
+
+def _to_backend_array(data, backend: Backend, dtype):
+    if backend.is_array(data):
+        arr = data
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
+            data = [x.numpy() if isinstance(x, Tensor) else x for x in data]
+        host = np.asarray(data)
+        if dtype is None:  # like torch: Python floats default to float32
+            if host.dtype == np.float64 and not isinstance(data, np.ndarray):
+                host = host.astype(np.float32)
+            elif host.dtype.kind == "i" and not isinstance(data, np.ndarray):
+                host = host.astype(np.int64)
+        arr = backend.asarray(host)
+    if dtype is not None:
+        arr = arr.astype(np.dtype(dtype), copy=False)
+    return arr
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    if not isinstance(b, Tensor):
+        b = a._operand(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    ka = a.shape[-1]
+    kb = b.shape[-2] if b.ndim >= 2 else b.shape[0]
+    if ka != kb:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up "
+                         f"(a's last dim {ka} != b's {'second-to-last' if b.ndim >= 2 else 'only'} dim {kb})")
+    return N.MatMul.apply(a, b)
+
+
+__all__ = ["Tensor", "matmul", "R", "S", "N", "E", "I"]
