@@ -38,3 +38,4 @@ __all__ = [
     "register_kernel", "register_reference", "matmul", "functional",
     "float16", "float32", "float64", "int32", "int64", "bool_",
 ] + functional.__all__
+from . import viz  # noqa: E402,F401
