@@ -129,18 +129,20 @@ def _accumulate(slot: list, i: int, g: Any, owned: list) -> None:
 
 def _topo_order(root_fn: Function) -> list:
     """Functions reachable from ``root_fn``, each after every Function that consumes its outputs."""
-    order, seen = [], {id(root_fn)}
+    order, visited = [], set()
     stack = [(root_fn, False)]
     while stack:  # iterative post-order DFS: no recursion limit on deep graphs
         fn, done = stack.pop()
         if done:
             order.append(fn)
             continue
+        if id(fn) in visited:  # marked when expanded, not when pushed, so post-order stays exact
+            continue
+        visited.add(id(fn))
         stack.append((fn, True))
         for t in fn.inputs:
             p = t._ctx
-            if p is not None and id(p) not in seen:
-                seen.add(id(p))
+            if p is not None and id(p) not in visited:
                 stack.append((p, False))
     order.reverse()
     return order
