@@ -1,0 +1,28 @@
+"""minigrad.nn's home: modules, layers and the models built from a config.
+
+    import nn
+    model = nn.build_model({"hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 512})
+    logits = model(ids)                # (batch, seq, vocab)
+"""
+
+from __future__ import annotations
+
+from minigrad.backend import Backend
+
+from . import ops
+from .config import ConfigError, ModelConfig, model_config
+from .generate import KVCache, generate, sample_next
+from .layers import Embedding, Linear, RMSNorm
+from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel
+from .module import Module, ModuleList, Parameter, StateDictError
+
+
+def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = None, seed: int = 0,
+                where: str = "config") -> CausalLM:
+    """Turn the ``model:`` section of a config into a model (the one public way in)."""
+    return CausalLM(model_config(model_cfg, where), backend=backend, seed=seed)
+
+
+__all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
+           "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
+           "model_config", "build_model", "KVCache", "generate", "sample_next", "ops"]

@@ -1,0 +1,87 @@
+"""Text generation with a KV cache, and the sampling rules (temperature, top-k, top-p)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import Tensor
+
+
+class KVCache:
+    """Per-layer keys and values of the positions seen so far, preallocated to max_len.
+
+    ``append`` writes the new positions and returns views of everything so far, so each
+    generated token costs one position's attention instead of recomputing the prefix.
+    """
+
+    def __init__(self, num_layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int,
+                 backend, dtype=np.float32):
+        xp = backend.xp
+        shape = (batch, max_len, kv_heads, head_dim)                     # (B, S, KV, D)
+        self.k = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
+        self.v = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
+        self.backend, self.length, self.max_len = backend, 0, max_len
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = self.length + k.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"KV cache is full ({self.max_len} positions)")
+        self.k[layer][:, self.length:end] = k.data
+        self.v[layer][:, self.length:end] = v.data
+        return (Tensor._from_array(self.k[layer][:, :end], self.backend),
+                Tensor._from_array(self.v[layer][:, :end], self.backend))
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+
+def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
+                rng: mg.Generator) -> np.ndarray:
+    """Pick one token per row of host logits (B, V). temperature 0 means greedy."""
+    if temperature <= 0:
+        return logits.argmax(axis=-1)
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and 0 < top_k < z.shape[-1]:
+        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
+        z = np.where(z < kth, -np.inf, z)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    if top_p is not None and 0 < top_p < 1:
+        order = np.argsort(-p, axis=-1)
+        sorted_p = np.take_along_axis(p, order, axis=-1)
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        drop = np.cumsum(sorted_p, axis=-1) - sorted_p >= top_p
+        sorted_p[drop] = 0
+        p = np.zeros_like(p)
+        np.put_along_axis(p, order, sorted_p, axis=-1)
+        p /= p.sum(axis=-1, keepdims=True)
+    u = rng.random((p.shape[0], 1))
+    return np.minimum((np.cumsum(p, axis=-1) < u).sum(axis=-1), p.shape[-1] - 1)
+
+
+def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int = 0, use_cache: bool = True) -> np.ndarray:
+    """Extend ``ids`` (B, T) by ``max_new_tokens`` tokens; returns host int64 (B, T + new)."""
+    cfg = model.config
+    be = model.model.embed_tokens.weight.backend
+    seq = np.asarray(ids.numpy() if isinstance(ids, Tensor) else ids, dtype=np.int64)
+    if seq.ndim == 1:
+        seq = seq[None]
+    if seq.shape[1] + max_new_tokens > cfg.max_seq_len:
+        raise ValueError(f"prompt ({seq.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds "
+                         f"model.max_seq_len ({cfg.max_seq_len})")
+    rng = mg.Generator(seed)
+    was_training = model.training
+    model.eval()
+    cache = (KVCache(cfg.num_layers, seq.shape[0], cfg.max_seq_len, cfg.n_kv_heads, cfg.head_dim, be,
+                     model.model.embed_tokens.weight.dtype) if use_cache else None)
+    with mg.no_grad():
+        feed = seq
+        for _ in range(max_new_tokens):
+            logits = model(Tensor(feed, backend=be), cache)               # (B, t, V)
+            nxt = sample_next(logits.numpy()[:, -1], temperature, top_k, top_p, rng)
+            seq = np.concatenate([seq, nxt[:, None].astype(np.int64)], axis=1)
+            feed = seq[:, -1:] if use_cache else seq
+    model.train(was_training)
+    return seq

@@ -1,0 +1,145 @@
+"""The Llama-style causal language model, with transformers' parameter names.
+
+    x = embed_tokens(ids)
+    for each block:  x = x + attn(rms_norm(x));  x = x + mlp(rms_norm(x))
+    logits = lm_head(rms_norm(x))
+"""
+
+from __future__ import annotations
+
+import math
+
+import minigrad as mg
+from minigrad import Tensor
+from minigrad.backend import Backend, get_backend
+
+from .config import ModelConfig
+from .layers import Embedding, Linear, RMSNorm
+from .module import Module, ModuleList
+from .ops import apply_rope, causal_attention, linear, rope_tables, swiglu
+
+
+class Attention(Module):
+    """Causal self-attention with rotary positions and grouped-query heads."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int, backend: Backend):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.n_kv_heads, cfg.head_dim
+        h = cfg.hidden_size
+        self.q_proj = Linear(h, self.num_heads * self.head_dim, backend=backend)
+        self.k_proj = Linear(h, self.kv_heads * self.head_dim, backend=backend)
+        self.v_proj = Linear(h, self.kv_heads * self.head_dim, backend=backend)
+        self.o_proj = Linear(self.num_heads * self.head_dim, h, backend=backend)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache=None) -> Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim)   # (B, T, H, D)
+        k = self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim)    # (B, T, KV, D)
+        v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim)
+        offset = cache.length if cache is not None else 0
+        q = apply_rope(q, cos, sin, offset)
+        k = apply_rope(k, cos, sin, offset)
+        if cache is not None:  # keys/values of all positions so far: (B, offset+T, KV, D)
+            k, v = cache.append(self.layer_idx, k, v)
+        out = causal_attention(q, k, v, offset=offset)                    # (B, T, H, D)
+        return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim))
+
+
+class MLP(Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig, backend: Backend):
+        super().__init__()
+        h, f = cfg.hidden_size, cfg.ffn_size
+        self.gate_proj = Linear(h, f, backend=backend)
+        self.up_proj = Linear(h, f, backend=backend)
+        self.down_proj = Linear(f, h, backend=backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
+
+
+class DecoderBlock(Module):
+    """Pre-norm residual block: attention, then MLP."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int, backend: Backend):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
+        self.self_attn = Attention(cfg, layer_idx, backend)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
+        self.mlp = MLP(cfg, backend)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache=None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(Module):
+    """Embedding, the decoder blocks and the final norm (transformers' ``model.`` prefix)."""
+
+    def __init__(self, cfg: ModelConfig, backend: Backend):
+        super().__init__()
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, backend=backend)
+        self.layers = ModuleList([DecoderBlock(cfg, i, backend) for i in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, backend)
+        self.register_buffer("rope_cos", cos)
+        self.register_buffer("rope_sin", sin)
+
+    def forward(self, ids: Tensor, cache=None) -> Tensor:
+        x = self.embed_tokens(ids)                                        # (B, T, hidden)
+        for block in self.layers:
+            x = block(x, self.rope_cos, self.rope_sin, cache)
+        if cache is not None:
+            cache.advance(ids.shape[1])
+        return self.norm(x)
+
+
+class CausalLM(Module):
+    """A Llama-style decoder-only language model: ``model(ids) -> logits (B, T, vocab)``."""
+
+    def __init__(self, cfg: ModelConfig, backend: str | Backend | None = None, seed: int = 0):
+        super().__init__()
+        be = get_backend(backend)
+        self.config = cfg
+        self.model = LlamaModel(cfg, be)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, backend=be)
+        self.init_weights(seed)
+
+    def init_weights(self, seed: int = 0) -> None:
+        """Normal(0, 0.02) for every matrix, residual output projections scaled by
+        1/sqrt(2 * layers) so the residual stream's variance does not grow with depth;
+        norm weights 1. Deterministic for a seed."""
+        gen = mg.Generator(seed)
+        resid_std = 0.02 / math.sqrt(2 * self.config.num_layers)
+        for name, p in self.named_parameters():
+            if p.ndim == 1:
+                continue  # RMSNorm weights keep their ones
+            std = resid_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+            p.data = p.backend.asarray((gen.normal(p.shape, p.dtype) * std).astype(p.dtype))
+
+    def _ignored_state_keys(self) -> set[str]:
+        # transformers' tied models also list lm_head.weight; it is the embedding here.
+        return {"lm_head.weight"} if self.lm_head is None else set()
+
+    def forward(self, ids: Tensor, cache=None) -> Tensor:
+        if ids.ndim != 2:
+            raise ValueError(f"CausalLM expects token ids of shape (batch, seq), got {ids.shape}")
+        t = ids.shape[1] + (cache.length if cache is not None else 0)
+        if t > self.config.max_seq_len:
+            raise ValueError(f"sequence length {t} exceeds model.max_seq_len = {self.config.max_seq_len}")
+        h = self.model(ids, cache)                                        # (B, T, hidden)
+        w = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return linear(h, w)                                               # (B, T, vocab)
+
+    def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 0, use_cache: bool = True):
+        from .generate import generate
+
+        return generate(self, ids, max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"hidden={c.hidden_size}, layers={c.num_layers}, heads={c.num_heads}, "
+                f"kv_heads={c.n_kv_heads}, vocab={c.vocab_size}")

@@ -1,0 +1,17 @@
+"""Fused layer ops with hand-written backward. Each module holds, side by side:
+
+* the reference kernels (``*_forward`` / ``*_backward``, written against ``xp``): the spec,
+  registered in the core kernel registry so a backend may supply a faster twin;
+* the Function that calls ``backend.kernel(...)`` for its forward and backward;
+* a ``*_simple`` composite built from primitive ops, whose gradient autograd derives, for
+  learners to compare with the fused version.
+"""
+
+from .attention import causal_attention, causal_attention_simple
+from .linear import linear, linear_simple
+from .rms_norm import rms_norm, rms_norm_simple
+from .rope import apply_rope, apply_rope_simple, rope_tables
+from .swiglu import swiglu, swiglu_simple
+
+__all__ = ["causal_attention", "causal_attention_simple", "linear", "linear_simple", "rms_norm",
+           "rms_norm_simple", "apply_rope", "apply_rope_simple", "rope_tables", "swiglu", "swiglu_simple"]
