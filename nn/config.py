@@ -35,7 +35,7 @@ class ModelConfig:
     num_experts: int | None = None
     experts_per_tok: int | None = None
     shared_expert_enabled: bool | None = None
-    mamba_layers: list = field(default_factory=list)
+    mamba_layers: list | None = field(default_factory=list)
     mamba2_num_heads: int | None = None
     mamba2_head_dim: int | None = None
     mamba2_state_size: int | None = None
@@ -84,7 +84,7 @@ def _check_type(key: str, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: model.{key} must be a number, got {value!r}")
         value = float(value)
-    if t == "list" and not isinstance(value, list):
+    if t.startswith("list") and not isinstance(value, list):
         raise ConfigError(f"{where}: model.{key} must be a list, got {value!r}")
     if t.startswith("str") and not isinstance(value, str):
         raise ConfigError(f"{where}: model.{key} must be a string, got {value!r}")
