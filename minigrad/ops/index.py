@@ -47,18 +47,17 @@ def _along_axis_key(xp, idx, axis: int):
 
 
 class Gather(Function):
-    """take_along_axis / torch.gather: out[i][j] = a[i][idx[i][j]] (for axis=1)."""
+    """take_along_axis / torch.gather: out[i][j] = a[i][idx[i][j]] (for axis=1). As in torch,
+    idx may be smaller than ``a`` in the other dimensions (take_along_axis would refuse)."""
 
     def forward(self, a, idx, axis):
         self.shape, self.dtype = a.shape, a.dtype
-        self.axis = axis % a.ndim
-        self.idx = idx
-        return self.xp.take_along_axis(a, idx, axis=self.axis)
+        self.key = _along_axis_key(self.xp, idx, axis % a.ndim)
+        return a[self.key]
 
     def backward(self, g):
         out = self.xp.zeros(self.shape, dtype=self.dtype)
-        key = _along_axis_key(self.xp, self.idx, self.axis)
-        self.backend.kernel("index_add")(self.xp, out, key, g)
+        self.backend.kernel("index_add")(self.xp, out, self.key, g)
         return out, None
 
 
@@ -66,15 +65,13 @@ class ScatterAdd(Function):
     """torch.scatter_add: a copy of ``a`` with src[i][j] added at a[i][idx[i][j]] (axis=1)."""
 
     def forward(self, a, idx, src, axis):
-        self.axis = axis % a.ndim
-        self.idx = idx
+        self.key = _along_axis_key(self.xp, idx, axis % a.ndim)
         out = a.copy()
-        self.backend.kernel("index_add")(self.xp, out, _along_axis_key(self.xp, idx, self.axis), src)
+        self.backend.kernel("index_add")(self.xp, out, self.key, src)
         return out
 
     def backward(self, g):
-        gsrc = self.xp.take_along_axis(g, self.idx, axis=self.axis) if self.needs_grad[2] else None
-        return g, None, gsrc
+        return g, None, (g[self.key] if self.needs_grad[2] else None)
 
 
 class IndexSelect(Function):
