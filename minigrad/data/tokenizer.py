@@ -1,0 +1,143 @@
+"""Byte-level BPE tokenizers (HF ``tokenizers``) and turning text into token files.
+
+``prepare_data`` is what ``python train.py prepare-data`` and the default run's first start do:
+train a byte-level BPE on the documents, encode each document followed by an end-of-text token,
+and write ``tokenizer.json``, ``train.bin``, ``val.bin`` (u32 little-endian) and ``meta.json``.
+Byte-level means any text, in any language or encoding quirk, maps to tokens without an
+unknown token: the 256 byte values are the alphabet and merges are learned on top.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .tokens import DataError, unigram_entropy, write_tokens
+
+EOT = "<|endoftext|>"  # separates documents; id 0
+MIN_VOCAB = 257        # 256 byte tokens plus EOT
+VAL_EVERY = 20         # one document in 20 goes to validation (5%)
+
+
+def new_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """Learn ``vocab_size - 257`` BPE merges over the byte alphabet from ``texts``."""
+    from tokenizers import pre_tokenizers, trainers
+
+    if vocab_size < MIN_VOCAB:
+        raise ValueError(f"vocab_size {vocab_size} is too small: a byte-level BPE needs at least {MIN_VOCAB} "
+                         "(256 bytes + end-of-text)")
+    tok = new_tokenizer()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def load_tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a plain Exception on a bad file
+        raise DataError(f"{path}: cannot read tokenizer: {e}") from None
+
+
+def encode_documents(tok, texts: list[str]) -> np.ndarray:
+    """All documents' ids, each followed by EOT, as one uint32 array."""
+    eot = tok.token_to_id(EOT)
+    parts = []
+    for enc in tok.encode_batch(texts, add_special_tokens=False):
+        parts.append(np.asarray(enc.ids, dtype=np.uint32))
+        parts.append(np.array([eot], dtype=np.uint32))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+
+
+def read_documents(path: str) -> list[tuple[str, str]]:
+    """(name, text) documents from a .txt file (one document), a .jsonl file (one per line, its
+    "text" field) or a directory of those (recursively, sorted)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if p.is_dir():
+        files = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix in (".txt", ".jsonl"))
+        if not files:
+            raise DataError(f"{path}: no .txt or .jsonl files in this directory")
+        return [d for q in files for d in read_documents(str(q))]
+    if p.suffix == ".jsonl":
+        docs = []
+        with open(p, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise DataError(f"{path}:{n}: expected an object with a string \"text\" field")
+                docs.append((f"{path}:{n}", row["text"]))
+        return docs
+    try:
+        return [(str(p), p.read_text(encoding="utf-8"))]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def prepare_data(documents: list[tuple[str, str]], vocab_size: int, out_dir: str, source: str = "",
+                 log: Callable[[str], None] = print) -> dict:
+    """Train a tokenizer on ``documents`` and write tokenizer.json, train.bin, val.bin, meta.json.
+    One document in 20 is held out for validation; with fewer than 20 documents, the last 5% of
+    the tokens are."""
+    texts = [t for _, t in documents if t]
+    if not texts:
+        raise DataError(f"{source or out_dir}: no text to train on")
+    os.makedirs(out_dir, exist_ok=True)
+    log(f"training a byte-level BPE tokenizer (vocab {vocab_size}) on {len(texts)} documents, "
+        f"{sum(len(t) for t in texts) / 1e6:.1f}M characters ...")
+    tok = train_tokenizer(texts, vocab_size)
+    if len(texts) >= VAL_EVERY:
+        val_texts = texts[VAL_EVERY - 1::VAL_EVERY]
+        train_texts = [t for i, t in enumerate(texts) if i % VAL_EVERY != VAL_EVERY - 1]
+        train, val = encode_documents(tok, train_texts), encode_documents(tok, val_texts)
+    else:
+        ids = encode_documents(tok, texts)
+        cut = len(ids) - max(1, len(ids) // VAL_EVERY)
+        train, val = ids[:cut], ids[cut:]
+    write_tokens(os.path.join(out_dir, "train.bin"), train)
+    write_tokens(os.path.join(out_dir, "val.bin"), val)
+    tok_tmp = os.path.join(out_dir, f"tokenizer.json.tmp-{os.getpid()}")
+    tok.save(tok_tmp)
+    os.replace(tok_tmp, os.path.join(out_dir, "tokenizer.json"))
+    meta = {"format": "u32 little-endian token ids", "vocab_size": tok.get_vocab_size(), "source": source,
+            "documents": len(texts), "train_tokens": int(len(train)), "val_tokens": int(len(val)),
+            "eot_id": tok.token_to_id(EOT), "unigram_entropy_nats": unigram_entropy(train)}
+    with open(os.path.join(out_dir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    log(f"wrote {out_dir}/: train.bin {len(train):,} tokens, val.bin {len(val):,} tokens, tokenizer.json "
+        f"(unigram entropy {meta['unigram_entropy_nats']:.3f} nats)")
+    return meta
+
+
+def default_data_ready(data_dir: str, vocab_size: int, source: str) -> bool:
+    """Whether ``data_dir`` already holds the embedded corpus prepared for this vocab size."""
+    try:
+        with open(os.path.join(data_dir, "meta.json")) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return False
+    files = ("tokenizer.json", "train.bin", "val.bin")
+    return (meta.get("vocab_size") == vocab_size and meta.get("source") == source
+            and all(os.path.isfile(os.path.join(data_dir, n)) for n in files))

@@ -1,0 +1,101 @@
+"""What a run reports: ``metrics.jsonl`` in the run directory (always) and the terminal, either a
+tqdm bar with loss, tokens/s and ETA, or (``--headless``) one JSON object per line on stdout.
+
+In headless mode stdout carries only JSON, so a program can parse it line by line; every
+human-readable message goes to stderr instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, TextIO
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/Infinity; "nan"/"inf" strings keep the line valid
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    return v
+
+
+class MetricsLog:
+    """Appends records to ``run_dir/metrics.jsonl``, one JSON object per line, flushed each time."""
+
+    def __init__(self, path: str, resume_step: int | None = None):
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if resume_step is not None:
+            self.truncate_after(resume_step)
+        elif os.path.exists(path):  # a fresh run in an old directory starts a fresh log
+            os.replace(path, path + ".old")
+        self._f = open(path, "a", encoding="utf-8")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records from steps after ``step`` (a resumed run rewrites them)."""
+        if not os.path.exists(self.path):
+            return
+        keep = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash
+                if rec.get("step", 0) <= step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(_json_value(record)) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Reporter:
+    """The terminal side: a tqdm bar, or JSON lines when headless."""
+
+    def __init__(self, total_steps: int, start_step: int, headless: bool, stream: TextIO | None = None):
+        self.headless = headless
+        self.out = stream or sys.stdout
+        self.bar = None
+        if not headless:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                            file=sys.stderr, smoothing=0.1)
+
+    def info(self, message: str) -> None:
+        """A human-readable line: above the bar, or on stderr when headless."""
+        if self.bar is not None:
+            self.bar.write(message, file=self.out)
+        else:
+            print(message, file=sys.stderr if self.headless else self.out, flush=True)
+
+    def event(self, record: dict[str, Any]) -> None:
+        """A structured event (step, eval, checkpoint, done): JSON when headless."""
+        if self.headless:
+            self.out.write(json.dumps(_json_value(record)) + "\n")
+            self.out.flush()
+
+    def step(self, n: int, loss: float, tokens_per_s: float, lr: float) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
