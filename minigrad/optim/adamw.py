@@ -1,0 +1,88 @@
+"""AdamW (Loshchilov & Hutter): Adam with weight decay decoupled from the gradient.
+
+Per element, with t the step count (from 1) and the same operation order as torch.optim.AdamW:
+
+    p  <- p * (1 - lr * wd)                                   decoupled weight decay
+    m  <- m + (1 - beta1) * (g - m)                           first moment (a lerp towards g)
+    v  <- v * beta2 + (1 - beta2) * g * g                     second moment
+    p  <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+The update is the kernel ``"adamw_step"``; the reference below is written against ``xp`` only
+(it runs on every backend, and is the spec the Numba kernel in kernels/cpu/adamw.py is held to).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import register_reference
+from ..tensor import Tensor
+from .optimizer import Optimizer, ParamsLike
+
+
+@register_reference("adamw_step")
+def adamw_step_reference(xp: Any, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr: float,
+                         beta1: float, beta2: float, eps: float, wd: float, step: int) -> None:
+    """One AdamW step for one parameter, updating ``param``, ``exp_avg``, ``exp_avg_sq`` in place.
+    Scalars stay Python floats so NumPy/CuPy compute in the arrays' dtype (float32 stays float32)."""
+    bias_correction1 = 1.0 - beta1 ** step
+    bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
+    step_size = lr / bias_correction1
+    if wd != 0.0:
+        param *= 1.0 - lr * wd
+    tmp = grad - exp_avg  # the one scratch buffer, reused below
+    tmp *= 1.0 - beta1
+    exp_avg += tmp
+    xp.multiply(grad, grad, out=tmp)
+    tmp *= 1.0 - beta2
+    exp_avg_sq *= beta2
+    exp_avg_sq += tmp
+    xp.sqrt(exp_avg_sq, out=tmp)
+    tmp /= bias_correction2_sqrt
+    tmp += eps
+    xp.divide(exp_avg, tmp, out=tmp)
+    tmp *= step_size
+    param -= tmp
+
+
+class AdamW(Optimizer):
+    """``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)``, as in PyTorch.
+
+    State per parameter: ``step`` (int), ``exp_avg``, ``exp_avg_sq`` (arrays like the parameter)."""
+
+    def __init__(self, params: ParamsLike, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        check_adam_options(type(self).__name__, group["betas"], group["eps"], group["weight_decay"])
+
+    def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        adamw_update(p, grad, state, group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+
+
+def adamw_update(p: Tensor, grad: Any, state: dict[str, Any], lr: float, beta1: float, beta2: float,
+                 eps: float, weight_decay: float) -> None:
+    """One AdamW step on parameter ``p`` with its state dict (created on first use).
+    Shared with optimizers that send some parameters to AdamW (MuonWithAdamW)."""
+    xp = p.backend.xp
+    if "exp_avg" not in state:
+        state["step"] = 0
+        state["exp_avg"] = xp.zeros_like(p.data)
+        state["exp_avg_sq"] = xp.zeros_like(p.data)
+    state["step"] += 1
+    p.backend.kernel("adamw_step")(xp, p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+                                   float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+                                   int(state["step"]))
+
+
+def check_adam_options(owner: str, betas: Any, eps: float, weight_decay: float) -> None:
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"{owner}: betas must be two numbers in [0, 1), got {betas}")
+    if not eps >= 0.0:
+        raise ValueError(f"{owner}: eps must be >= 0, got {eps}")
+    if not weight_decay >= 0.0:
+        raise ValueError(f"{owner}: weight_decay must be >= 0, got {weight_decay}")
