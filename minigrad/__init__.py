@@ -39,3 +39,4 @@ __all__ = [
     "float16", "float32", "float64", "int32", "int64", "bool_",
 ] + functional.__all__
 from . import viz  # noqa: E402,F401
+from . import optim  # noqa: E402,F401
