@@ -7,7 +7,7 @@ with NumPy's spelling as an alias (``concat``, ``swapaxes``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -74,6 +74,8 @@ def minimum(a: Tensor, b: Tensor | float) -> Tensor:
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
     if min is None and max is None:
         raise ValueError("clip: give min, max or both")
+    # NumPy scalar bounds become Python numbers, which do not upcast a float32 x.
+    min, max = (v.item() if isinstance(v, np.generic) else v for v in (min, max))
     return E.Clip.apply(x, lo=min, hi=max)
 
 

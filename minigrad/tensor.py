@@ -127,6 +127,8 @@ class Tensor:
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if not self.is_leaf:
             raise RuntimeError("requires_grad_(): only a leaf tensor's flag can be changed")
+        if flag and not _is_float(self.dtype):
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
         self.requires_grad = flag
         return self
 
@@ -229,6 +231,12 @@ class Tensor:
     def __pow__(self, p):
         if isinstance(p, Tensor):
             return self._binary(p, E.Pow)
+        if isinstance(p, np.ndarray) and p.ndim:
+            return self._binary(p, E.Pow)
+        if isinstance(p, (np.generic, np.ndarray)):  # a NumPy scalar is weak like a Python one: no upcast
+            p = p.item()
+        if isinstance(p, float) and not _is_float(self.dtype):
+            return self.astype(np.float32) ** p  # int ** float is float32, as in torch
         return E.PowScalar.apply(self, p=p)
 
     def __rpow__(self, base):

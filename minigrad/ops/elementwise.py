@@ -68,6 +68,8 @@ class PowScalar(Function):
 
     def backward(self, g):
         p = self.p
+        if p == 0:  # d/dx x**0 is 0 everywhere, also at x = 0 where x**-1 would give 0*inf
+            return self.xp.zeros_like(g)
         if p == 2:
             return g * (2 * self.a)
         return g * (p * self.a ** (p - 1))
