@@ -175,6 +175,7 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
         raise RuntimeError(_FREED_MSG.format(name=fn0.name))
 
     grads: dict[int, tuple[list, list]] = {}
+    hooked_leaves: dict[int, tuple] = {}  # leaves with hooks: (leaf, [total grad], [owned])
     slot = [None] * len(fn0.out_meta)
     slot[root._out_index] = g
     grads[id(fn0)] = (slot, [False] * len(slot))
@@ -206,8 +207,11 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
             if ig.dtype != t.dtype:
                 ig = ig.astype(t.dtype)
             p = t._ctx
-            if p is None:
-                t._accumulate_grad(t._apply_hooks(ig) if t._hooks else ig)
+            if p is None and t._hooks:  # as in torch, a leaf's hooks see its total gradient of the pass
+                e = hooked_leaves.setdefault(id(t), (t, [None], [False]))
+                _accumulate(e[1], 0, ig, e[2])
+            elif p is None:
+                t._accumulate_grad(ig)
             else:
                 e = grads.get(id(p))
                 if e is None:
@@ -217,6 +221,8 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
             # Drop saved arrays and inputs; keep just enough to report a second backward.
             fn.__dict__ = {"freed": True, "inputs": (), "outputs": fn.outputs,
                            "out_meta": fn.out_meta}
+    for t, total, _ in hooked_leaves.values():
+        t._accumulate_grad(t._apply_hooks(total[0]))
 
 
 _FREED_MSG = ("backward(): trying to backward through the graph a second time (through {name}); "
