@@ -20,7 +20,8 @@ class Generator:
         return self
 
     def random(self, shape, dtype=np.float64) -> np.ndarray:
-        return self._rng.random(shape, dtype=np.dtype(dtype) if np.dtype(dtype) in (np.float32, np.float64) else np.float64)
+        dtype = np.dtype(dtype) if np.dtype(dtype) in (np.float32, np.float64) else np.float64
+        return self._rng.random(shape, dtype=dtype)
 
     def normal(self, shape, dtype=np.float32) -> np.ndarray:
         return self._rng.standard_normal(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
