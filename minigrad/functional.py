@@ -149,6 +149,15 @@ def argmin(x: Tensor, axis: int | None = None) -> Tensor:
 # ---- shape -------------------------------------------------------------------------
 
 
+def _axis(op: str, axis: int, ndim: int) -> int:
+    """``axis`` made non-negative; out of range (torch's rule: -ndim <= axis < ndim) is an error
+    naming the op, instead of silently wrapping around."""
+    n = ndim or 1  # as in torch, a 0-d tensor accepts axis 0 and -1 (max is shadowed here)
+    if not -n <= axis < n:
+        raise IndexError(f"{op}: axis {axis} is out of range for a tensor of {ndim} dimensions")
+    return axis % n
+
+
 def _shape_arg(shape) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
@@ -170,7 +179,7 @@ view = reshape  # NumPy reshapes copy only when they must, so view and reshape a
 
 
 def permute(x: Tensor, *axes) -> Tensor:
-    axes = tuple(a % x.ndim for a in _shape_arg(axes))
+    axes = tuple(_axis("permute", a, x.ndim) for a in _shape_arg(axes))
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {x.shape}")
     return S.Permute.apply(x, axes=axes)
@@ -178,6 +187,7 @@ def permute(x: Tensor, *axes) -> Tensor:
 
 def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
     axes = list(range(x.ndim))
+    dim0, dim1 = _axis("transpose", dim0, x.ndim), _axis("transpose", dim1, x.ndim)
     axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
     return S.Permute.apply(x, axes=tuple(axes))
 
@@ -206,12 +216,14 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
     if axis is None:
         shape = tuple(n for n in x.shape if n != 1)
     else:
-        axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = {_axis("squeeze", a, x.ndim) for a in ((axis,) if isinstance(axis, int) else axis)}
         shape = tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1))
     return reshape(x, shape)
 
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    if not -x.ndim - 1 <= axis <= x.ndim:  # one more place than x has axes
+        raise IndexError(f"unsqueeze: axis {axis} is out of range for a tensor of {x.ndim} dimensions")
     axis = axis % (x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
@@ -219,7 +231,9 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if x.ndim == 0:
         return reshape(x, (1,))
-    s, e = start_dim % x.ndim, end_dim % x.ndim
+    s, e = _axis("flatten", start_dim, x.ndim), _axis("flatten", end_dim, x.ndim)
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
     return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1:])
 
 
@@ -230,7 +244,7 @@ def contiguous(x: Tensor) -> Tensor:
 def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     tensors = list(tensors)
     nd = tensors[0].ndim
-    ax = axis % nd
+    ax = _axis("cat", axis, nd)
     for t in tensors[1:]:
         if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != ax):
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside axis {axis}")
@@ -250,9 +264,11 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple:
     """torch's split: an int is the size of each piece (the last may be smaller); a list
     gives each piece's size."""
-    n = x.shape[axis]
+    n = x.shape[_axis("split", axis, x.ndim)]
     if isinstance(split_size_or_sections, int):
         k = split_size_or_sections
+        if k <= 0:
+            raise ValueError(f"split: split_size must be positive, got {k}")
         sections = [k] * (n // k) + ([n % k] if n % k else [])
     else:
         sections = list(split_size_or_sections)
@@ -262,8 +278,10 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0)
 
 
 def chunk(x: Tensor, chunks: int, axis: int = 0) -> tuple:
-    n = x.shape[axis]
-    return split(x, -(-n // chunks), axis)
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = x.shape[_axis("chunk", axis, x.ndim)]
+    return split(x, -(-n // chunks) or 1, axis)  # "or 1": an empty axis gives no pieces
 
 
 def tril(x: Tensor, k: int = 0) -> Tensor:
@@ -329,6 +347,8 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
                   reduction: str = "mean") -> Tensor:
     """Softmax + negative log-likelihood, fused: logits (..., C), integer targets (...)."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
     targets = _index_tensor(targets, logits)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: targets of shape {targets.shape} do not match "
