@@ -170,7 +170,7 @@ def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None
     train_path = t["data"] or ensure_default_data(opts.data_dir, cfg.model["vocab_size"], log)
     data = open_datasets(train_path, t["val_data"], seq_len)
     check_vocab(cfg, data.max_token, data.train_path)
-    entropy = data.meta.get("unigram_entropy_nats") if not t["data"] or data.meta else None
+    entropy = data.meta.get("unigram_entropy_nats")  # prepared data carries it; otherwise count
     if entropy is None:
         entropy = unigram_entropy(data.train)
     log(f"data: train {describe_files(data.train)} ({data.train_path}), val {describe_files(data.val)} "
@@ -240,7 +240,7 @@ def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None
         return path
 
     last: dict[str, Any] = {}
-    val_loss = None
+    val_loss, val_step = None, -1
     non_finite = 0
     window_time, window_steps = 0.0, 0
     stop_reason = "max_steps" if t["max_steps"] and total_steps == t["max_steps"] else "epochs"
@@ -278,9 +278,10 @@ def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None
             tok_s = window_steps * tokens_per_step / max(window_time, 1e-9)
             reporter.step(1, loss, tok_s, lr)
             if log_now:
+                cursor = stream.state_dict()  # (not the sampler: a prefetch thread may be using it)
                 last = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tok_s,
-                        "epoch": round(stream.state_dict()["epoch"] + stream.state_dict()["index"]
-                                       / max(1, sampler.windows_per_epoch), 4), "elapsed": round(elapsed, 3)}
+                        "epoch": round(cursor["epoch"] + cursor["index"] / max(1, windows), 4),
+                        "elapsed": round(elapsed, 3)}
                 if layer_norms is not None:
                     last["grad_norms"] = layer_norms
                 metrics.write(last)
@@ -288,7 +289,7 @@ def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None
                 window_time, window_steps = 0.0, 0
             at_end = step == total_steps
             if (t["eval_interval"] and step % t["eval_interval"] == 0) or at_end:
-                val_loss = evaluate(model, val_batches, backend)
+                val_loss, val_step = evaluate(model, val_batches, backend), step
                 improved = val_loss < best_val
                 best_val, bad_evals = (val_loss, 0) if improved else (best_val, bad_evals + 1)
                 rec = {"step": step, "val_loss": val_loss, "best_val_loss": best_val, "elapsed": round(elapsed, 3)}
@@ -309,7 +310,7 @@ def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None
     finally:
         stream.close()
         reporter.close()
-    if val_loss is None or last.get("step") != step:  # stopped between evals: measure where it ended
+    if val_step != step:  # no evaluation at the last step (a resumed, already finished run): measure it
         val_loss = evaluate(model, val_batches, backend)
         last = {**last, "step": step, "val_loss": val_loss}
     final_path = checkpoint("final", last)
