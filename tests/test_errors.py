@@ -108,6 +108,10 @@ def test_op_argument_errors(backend):
     t = mg.tensor([1, 2, 0], backend=backend)
     with pytest.raises(ValueError, match=r"cross_entropy.*\(2,\).*\(3, 4\)"):
         mg.cross_entropy(x, mg.tensor([1, 2], backend=backend))
+    with pytest.raises(IndexError, match=r"target -1 is out of range for 4 classes.*ignore_index=-100"):
+        mg.cross_entropy(x, mg.tensor([1, -1, 0], backend=backend))  # would wrap to class 3 unchecked
+    with pytest.raises(IndexError, match="target 4 is out of range"):
+        mg.cross_entropy(x, mg.tensor([4, 1, 0], backend=backend))
     with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum', got 'max'"):
         mg.cross_entropy(x, t, reduction="max")
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'x'"):

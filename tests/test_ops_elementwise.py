@@ -56,6 +56,12 @@ def test_pow_tensor_exponent(backend, dtype, shapes):
     check(lambda x, y: x ** y, None, [a, b], backend)
 
 
+def test_pow_tensor_exponent_at_zero_base(backend):
+    a = np.array([0.0, 0.0, 2.0, 1.5, 0.0])
+    b = np.array([0.0, 2.0, 0.0, 3.0, 1.0])
+    check(lambda x, y: x ** y, None, [a, b], backend)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_rpow_scalar_base(backend, dtype):
     b = randn((3, 4), dtype)

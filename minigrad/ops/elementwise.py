@@ -85,7 +85,9 @@ class Pow(Function):
 
     def backward(self, g):
         xp = self.xp
-        ga = g * self.b * self.a ** (self.b - 1) if self.needs_grad[0] else None
+        ga = None
+        if self.needs_grad[0]:  # b = 0 has zero slope, also at a = 0: use a**1 there, not inf a**-1
+            ga = g * self.b * self.a ** xp.where(self.b == 0, 1, self.b - 1)
         gb = None
         if self.needs_grad[1]:
             with_log = xp.where(self.a > 0, xp.log(xp.where(self.a > 0, self.a, 1)), 0)

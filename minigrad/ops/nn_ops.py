@@ -104,9 +104,14 @@ class CrossEntropy(Function):
     def forward(self, logits, targets, ignore_index=-100, reduction="mean"):
         c = logits.shape[-1]
         self.shape = logits.shape
-        flat = logits.reshape(-1, c)
+        flat, flat_t = logits.reshape(-1, c), targets.reshape(-1)
+        # A negative target would silently wrap around to a real class (-1 -> C-1): refuse it.
+        bad = (flat_t != ignore_index) & ((flat_t < 0) | (flat_t >= c))
+        if bool(bad.any()):
+            raise IndexError(f"cross_entropy: target {int(flat_t[bad][0])} is out of range for {c} classes "
+                             f"(and is not ignore_index={ignore_index})")
         kernel = self.backend.kernel("softmax_cross_entropy")
-        loss_sum, n_valid, self.grad = kernel(self.xp, flat, targets.reshape(-1), ignore_index)
+        loss_sum, n_valid, self.grad = kernel(self.xp, flat, flat_t, ignore_index)
         if reduction == "mean":
             # torch gives nan when every target is ignored; so do we.
             self.scale = 1.0 / n_valid if n_valid else float("nan")
