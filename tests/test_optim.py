@@ -18,8 +18,8 @@ from minigrad.optim.adamw import adamw_step_reference
 
 # (rtol, atol): float32 within 1e-6 relative, float64 tight.
 TOL = {np.float32: (1e-6, 1e-7), np.float64: (1e-12, 1e-14)}
-# several shapes; (70, 250) spans more than one chunk of the Numba kernel
-SHAPES = [(7,), (5, 3), (4, 2, 3), (1,), (70, 250)]
+# several shapes; (130, 257) spans more than one chunk of the Numba kernel
+SHAPES = [(7,), (5, 3), (4, 2, 3), (1,), (130, 257)]
 STEPS = 10
 BACKENDS = ["numpy", "numba", "strict"]
 

@@ -17,7 +17,7 @@ import numpy as np
 from minigrad.backend import register_kernel
 from minigrad.optim.adamw import adamw_step_reference
 
-_CHUNK = 16384  # elements per parallel work item (64 KiB of float32 per array)
+_CHUNK = 32768  # elements per parallel work item: 4 arrays x 128 KiB of float32 stay in L2
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
@@ -28,14 +28,17 @@ def _adamw_flat(p, g, m, v, decay, one_minus_beta1, beta2, one_minus_beta2, bias
     for c in numba.prange(n_chunks):
         start = c * _CHUNK
         stop = min(start + _CHUNK, n)
-        for i in range(start, stop):
-            gi = g[i]
-            mi = m[i] + (gi - m[i]) * one_minus_beta1
-            vi = v[i] * beta2 + (gi * gi) * one_minus_beta2
-            m[i] = mi
-            v[i] = vi
+        # chunk views indexed from 0: LLVM then knows i >= 0, drops the negative-index wraparound
+        # select and vectorizes the loop (sqrt and div included); indexing p[start + i] stays scalar
+        pc, gc, mc, vc = p[start:stop], g[start:stop], m[start:stop], v[start:stop]
+        for i in range(stop - start):
+            gi = gc[i]
+            mi = mc[i] + (gi - mc[i]) * one_minus_beta1
+            vi = vc[i] * beta2 + (gi * gi) * one_minus_beta2
+            mc[i] = mi
+            vc[i] = vi
             denom = math.sqrt(vi) / bias_correction2_sqrt + eps
-            p[i] = p[i] * decay - (mi / denom) * step_size
+            pc[i] = pc[i] * decay - (mi / denom) * step_size
 
 
 @register_kernel("adamw_step", "numba")

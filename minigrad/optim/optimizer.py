@@ -62,7 +62,8 @@ class Optimizer:
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
             if not isinstance(p, Tensor):
-                raise TypeError(f"{type(self).__name__}: params must be Tensors, got {type(p).__name__}")
+                hint = " (for (name, Tensor) pairs use decay_groups(named_params, wd))" if isinstance(p, tuple) else ""
+                raise TypeError(f"{type(self).__name__}: params must be Tensors, got {type(p).__name__}{hint}")
             if id(p) in self._index:
                 raise ValueError(f"{type(self).__name__}: a parameter (shape {p.shape}) appears in more than "
                                  "one param group")
