@@ -22,6 +22,8 @@ def test_diamond_through_non_leaf_nodes(backend):
     """An intermediate feeding several consumers (and one consumer feeding another) must get
     the sum of all their gradients before its own backward runs (topological order)."""
     a = randn((3,), np.float64, seed=1)
+    check(lambda x: (lambda b: b + b * 2)(x.exp()), None, [a], backend)  # b feeds Add directly and via Mul
+    check(lambda x: (lambda b: b * 2 + b)(x.exp()), None, [a], backend)
 
     def f(x):
         b = x.exp()

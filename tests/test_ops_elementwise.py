@@ -11,7 +11,8 @@ import minigrad as mg
 
 # Broadcast patterns (a, b): equal, row, column, scalar-shaped, leading dims added on either side.
 BROADCAST = [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((2, 3, 4), (3, 1)),
-             ((4,), (2, 3, 4)), ((2, 1, 4), (3, 1)), ((3, 4), ()), ((), (2, 3))]
+             ((4,), (2, 3, 4)), ((2, 1, 4), (3, 1)), ((3, 4), ()), ((), (2, 3)),
+             ((1, 3, 1), (2, 1, 4)), ((2, 1, 4, 1), (3, 1, 5))]  # several stretched axes per input
 
 BINARY = {
     "add": lambda a, b: a + b,

@@ -149,3 +149,48 @@ def test_integer_array_indexing_with_repeats(backend, shape, data, seed):
 def test_bool_mask_indexing(backend, shape, seed):
     mask = np.random.default_rng(seed).random(shape) > 0.5
     _check_index(backend, shape, mask, seed)
+
+
+GRAPH_OPS = {  # name: (arity, fn); the same code runs on minigrad and torch tensors
+    "add": (2, lambda a, b: a + b),
+    "mul": (2, lambda a, b: a * b),
+    "sub": (2, lambda a, b: a - b),
+    "tanh": (1, lambda a: a.tanh()),
+    "sigmoid": (1, lambda a: a.sigmoid()),
+    "scale": (1, lambda a: a * 0.5 + 1.0),
+    "matmul": (2, lambda a, b: a @ b.transpose(0, 1) @ a / 4),
+}
+
+
+@st.composite
+def programs(draw):
+    """A random DAG: each step applies an op to earlier nodes, so intermediates are reused by
+    several later nodes (the shape every step is (3, 3))."""
+    steps = []
+    for i in range(draw(st.integers(2, 10))):
+        name = draw(st.sampled_from(sorted(GRAPH_OPS)))
+        # Mostly recent nodes, and often the latest node as the last operand, so diamonds (a
+        # node feeding a later one both directly and through another) are common.
+        lo = draw(st.sampled_from([max(0, i - 2), 0]))
+        args = [draw(st.integers(lo, i + 1)) for _ in range(GRAPH_OPS[name][0])]
+        if draw(st.booleans()):
+            args[-1] = i + 1
+        steps.append((name, args))
+    outputs = draw(st.lists(st.integers(0, len(steps) + 1), min_size=1, max_size=4))
+    return steps, outputs
+
+
+def _run_program(program, x, y):
+    steps, outputs = program
+    nodes = [x, y]
+    for name, args in steps:
+        nodes.append(GRAPH_OPS[name][1](*[nodes[a] for a in args]))
+    return [nodes[o] for o in outputs]
+
+
+@settings(FAST, max_examples=50)
+@given(program=programs(), seed=SEEDS)
+def test_random_graphs_with_shared_intermediates(backend, program, seed):
+    """Gradients through random DAGs (diamonds, reuse, unused branches) equal torch's."""
+    check(lambda x, y: sum(o.sum() * (k + 1) for k, o in enumerate(_run_program(program, x, y))), None,
+          [values((3, 3), np.float64, seed), values((3, 3), np.float64, seed + 1)], backend)
