@@ -152,3 +152,30 @@ def test_dropout_seeding_rate_and_eval(backend):
     np.testing.assert_array_equal(d1, mg.dropout(x, 0.3).numpy())
     assert mg.dropout(x, 0.3, training=False) is x
     assert mg.dropout(x, 0.0) is x
+
+
+LAYOUT_CASES = {  # leaves whose memory is F-ordered or a strided view, through typical layers
+    "linear": (lambda x, w, b: mg.gelu(x @ w.T + b, approximate="tanh"),
+               lambda x, w, b: F.gelu(x @ w.T + b, approximate="tanh"), [(4, 6), (5, 6), (5,)]),
+    "attention_scores": (lambda q, k, v: ((q @ k.transpose(-1, -2)) * 0.5).softmax(-1) @ v, None,
+                         [(2, 3, 4), (2, 3, 4), (2, 3, 4)]),
+    "norm": (lambda x, w: (x - x.mean(-1, keepdims=True)) * (x.var(-1, keepdims=True, correction=0) + 1e-5).rsqrt()
+             * w, None, [(3, 6), (6,)]),
+    "reshape_and_index": (lambda x: x.reshape(-1)[::3] * x.T.flatten()[:8], None, [(4, 6)]),
+    "join": (lambda x, y: mg.cat([x, y.T], axis=0).max(axis=0) + mg.stack([x, x], 1).sum(axis=1).mean(0),
+             lambda x, y: torch.amax(torch.cat([x, y.T], 0), 0) + torch.stack([x, x], 1).sum(1).mean(0),
+             [(3, 4), (4, 2)]),
+}
+
+
+@pytest.mark.parametrize("layout", ["F", "strided"])
+@pytest.mark.parametrize("name", list(LAYOUT_CASES))
+def test_non_contiguous_leaf_data(backend, layout, name):
+    ours, ref, shapes = LAYOUT_CASES[name]
+    check(ours, ref, [randn(s, np.float64, seed=i) for i, s in enumerate(shapes)], backend, layout=layout)
+
+
+def test_cross_entropy_on_strided_logits(backend):
+    logits, targets = _ce_case((6,), 5, ignore=[2], seed=4)
+    check(lambda x, t: mg.cross_entropy(x, t), lambda x, t: F.cross_entropy(x, t), [logits, targets], backend,
+          layout="strided")

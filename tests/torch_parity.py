@@ -48,18 +48,30 @@ def _outputs(out) -> list:
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
+def _leaf(a: np.ndarray, backend: str, grad: bool, layout: str) -> mg.Tensor:
+    """A leaf holding ``a`` as C-ordered data, F-ordered data, or a strided view."""
+    if layout == "F":
+        return mg.tensor(np.asfortranarray(a), backend=backend, requires_grad=grad)  # the copy keeps F order
+    if layout == "strided" and a.ndim:
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        big[..., ::2] = a
+        return mg.Tensor(big[..., ::2], backend=backend, requires_grad=grad)  # numpy backend keeps the view
+    return mg.tensor(a, backend=backend, requires_grad=grad)
+
+
 def check(mg_fn: Callable, torch_fn: Callable | None, inputs: Sequence[np.ndarray], backend: str,
-          no_grad: Sequence[int] = (), seed: int = 1) -> None:
+          no_grad: Sequence[int] = (), seed: int = 1, layout: str = "C") -> None:
     """Compare ``mg_fn(*tensors)`` with ``torch_fn(*torch_tensors)`` (``torch_fn`` defaults to
     ``mg_fn``): values, output dtype, and the gradient of every floating input given the same
     random upstream gradient. Integer/bool inputs, and those listed in ``no_grad``, are
-    passed without requires_grad."""
+    passed without requires_grad. ``layout`` ("C", "F", "strided") sets how the leaves'
+    data is laid out in memory."""
     torch_fn = torch_fn or mg_fn
     ours, refs = [], []
     for i, a in enumerate(inputs):
         a = np.asarray(a)
         grad = a.dtype.kind == "f" and i not in no_grad
-        ours.append(mg.tensor(a, backend=backend, requires_grad=grad))
+        ours.append(_leaf(a, backend, grad, layout))
         refs.append(torch.from_numpy(a.copy()).requires_grad_(grad))
 
     outs = _outputs(mg_fn(*ours))
