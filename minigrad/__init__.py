@@ -8,7 +8,13 @@ training language models.
     x.grad
 """
 
-import numpy as _np
+import os as _os
+
+# Before NumPy loads OpenBLAS: idle OpenBLAS threads otherwise spin for ~0.1 s after every
+# call, stealing the cores from the Numba kernels that run between matmuls. A user's value wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+
+import numpy as _np  # noqa: E402
 
 from . import functional
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad

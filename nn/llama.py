@@ -16,7 +16,7 @@ from minigrad.backend import Backend, get_backend
 from .config import ModelConfig
 from .layers import Embedding, Linear, RMSNorm
 from .module import Module, ModuleList
-from .ops import apply_rope, causal_attention, linear, rope_tables, swiglu
+from .ops import apply_rope, causal_attention, linear, linear_split, rope_tables, swiglu_linear
 
 
 class Attention(Module):
@@ -34,9 +34,11 @@ class Attention(Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache=None) -> Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim)   # (B, T, H, D)
-        k = self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim)    # (B, T, KV, D)
-        v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim)
+        # q = x Wq^T, k = x Wk^T, v = x Wv^T, computed as one product with the stacked weights
+        q, k, v = linear_split(x, (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        q = q.reshape(b, t, self.num_heads, self.head_dim)                # (B, T, H, D)
+        k = k.reshape(b, t, self.kv_heads, self.head_dim)                 # (B, T, KV, D)
+        v = v.reshape(b, t, self.kv_heads, self.head_dim)
         offset = cache.length if cache is not None else 0
         q = apply_rope(q, cos, sin, offset)
         k = apply_rope(k, cos, sin, offset)
@@ -57,7 +59,8 @@ class MLP(Module):
         self.down_proj = Linear(f, h, backend=backend)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
+        # silu(gate_proj(x)) * up_proj(x), with both projections as one product
+        return self.down_proj(swiglu_linear(x, self.gate_proj.weight, self.up_proj.weight))
 
 
 class DecoderBlock(Module):

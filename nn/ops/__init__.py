@@ -8,10 +8,11 @@
 """
 
 from .attention import causal_attention, causal_attention_simple
-from .linear import linear, linear_simple
+from .linear import linear, linear_simple, linear_split, linear_split_simple, swiglu_linear, swiglu_linear_simple
 from .rms_norm import rms_norm, rms_norm_simple
 from .rope import apply_rope, apply_rope_simple, rope_tables
 from .swiglu import swiglu, swiglu_simple
 
-__all__ = ["causal_attention", "causal_attention_simple", "linear", "linear_simple", "rms_norm",
+__all__ = ["causal_attention", "causal_attention_simple", "linear", "linear_simple", "linear_split",
+           "linear_split_simple", "swiglu_linear", "swiglu_linear_simple", "rms_norm",
            "rms_norm_simple", "apply_rope", "apply_rope_simple", "rope_tables", "swiglu", "swiglu_simple"]

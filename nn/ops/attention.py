@@ -46,8 +46,10 @@ def attention_forward(xp, q, k, v, scale, offset):
 
 
 @register_reference("attention_backward")
-def attention_backward(xp, g, q, k, v, p, scale):
-    """Given dL/dout (B, T, H, D) and saved P, return dL/dq, dL/dk, dL/dv in their layouts."""
+def attention_backward(xp, g, q, k, v, p, scale, offset=0):
+    """Given dL/dout (B, T, H, D) and saved P, return dL/dq, dL/dk, dL/dv in their layouts.
+    ``offset`` is the forward's; the mask is already in P (zero where masked), so only fast
+    kernels use it, to skip the masked entries."""
     b, t, h, d = q.shape
     kvh = k.shape[2]
     qh, kh, vh = _split_heads(q, k, v)
@@ -64,11 +66,12 @@ def attention_backward(xp, g, q, k, v, p, scale):
 class CausalAttention(Function):
     def forward(self, q, k, v, scale, offset):
         out, self.p = self.backend.kernel("attention_forward")(self.xp, q, k, v, scale, offset)
-        self.q, self.k, self.v, self.scale = q, k, v, scale
+        self.q, self.k, self.v, self.scale, self.offset = q, k, v, scale, offset
         return out
 
     def backward(self, g):
-        return self.backend.kernel("attention_backward")(self.xp, g, self.q, self.k, self.v, self.p, self.scale)
+        return self.backend.kernel("attention_backward")(self.xp, g, self.q, self.k, self.v, self.p,
+                                                         self.scale, self.offset)
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor) -> None:

@@ -7,17 +7,29 @@ from minigrad.backend import register_reference
 
 
 @register_reference("swiglu_forward")
-def swiglu_forward(xp, gate, up):
+def swiglu_forward(xp, gate, up, out=None):
+    """silu(gate) * up. ``out``: optional array to write the result into."""
     sig = 0.5 * (1 + xp.tanh(0.5 * gate))  # sigmoid without overflow
-    return gate * sig * up
+    y = gate * sig * up
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 @register_reference("swiglu_backward")
-def swiglu_backward(xp, g, gate, up):
+def swiglu_backward(xp, g, gate, up, out=None):
+    """dL/dgate, dL/dup. ``out``: optional (dgate, dup) arrays to write them into, so a caller
+    can have both land in one buffer (the fused gate/up projection's gradient)."""
     sig = 0.5 * (1 + xp.tanh(0.5 * gate))
     silu = gate * sig
     dgate = g * up * (sig * (1 + gate * (1 - sig)))
-    return dgate, g * silu
+    dup = g * silu
+    if out is None:
+        return dgate, dup
+    out[0][...] = dgate
+    out[1][...] = dup
+    return out
 
 
 class SwiGLU(Function):

@@ -1,0 +1,61 @@
+"""Numba fused softmax + cross-entropy over the vocabulary: per row, one max, one exp pass
+that writes the softmax straight into the gradient buffer, one sum, one scale. Same
+contract as the reference in ``minigrad.ops.nn_ops``: returns (loss_sum, n_valid,
+d loss_sum / d logits)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+
+from minigrad.backend import register_kernel
+from minigrad.ops.nn_ops import softmax_cross_entropy_reference
+
+from ._fast_math import fast_exp, row_max, row_sum
+
+
+@numba.njit(parallel=True, cache=True)
+def _rows(logits, targets, ignore_index, grad, losses):  # pragma: no cover - compiled
+    n, c = logits.shape
+    zero = logits.dtype.type(0.0)
+    for i in numba.prange(n):
+        x = logits[i]
+        gr = grad[i]
+        t = targets[i]
+        if t == ignore_index:
+            for j in range(c):
+                gr[j] = zero
+            losses[i] = zero
+            continue
+        m = row_max(x, c)
+        for j in range(c):
+            gr[j] = fast_exp(x[j] - m)
+        s = row_sum(gr, c)
+        inv = logits.dtype.type(1.0) / s
+        for j in range(c):
+            gr[j] *= inv
+        gr[t] -= 1
+        losses[i] = -((x[t] - m) - math.log(s))
+
+
+@register_kernel("softmax_cross_entropy", "numba")
+def softmax_cross_entropy(xp: Any, logits: np.ndarray, targets: np.ndarray, ignore_index: int):
+    n, c = logits.shape
+    if logits.dtype.kind != "f" or targets.dtype.kind not in "iu":
+        return softmax_cross_entropy_reference(xp, logits, targets, ignore_index)
+    valid = targets != ignore_index
+    # NumPy's indexing in the reference wraps negative targets and rejects those >= C; do the same.
+    if valid.any():
+        tv = targets[valid]
+        if tv.max() >= c or tv.min() < -c:
+            bad = tv[(tv >= c) | (tv < -c)][0]
+            raise IndexError(f"cross_entropy: target {int(bad)} is out of range for {c} classes")
+        if tv.min() < 0:
+            targets = np.where(valid & (targets < 0), targets + c, targets)
+    grad = np.empty((n, c), dtype=logits.dtype)
+    losses = np.empty(n, dtype=logits.dtype)
+    _rows(logits, targets.astype(np.int64, copy=False), int(ignore_index), grad, losses)
+    return losses.sum(), int(valid.sum()), grad

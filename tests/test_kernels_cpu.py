@@ -1,0 +1,370 @@
+"""The Numba kernels (kernels/cpu) against their xp-generic reference twins, and each fused
+Function (reference kernels, Numba kernels) against its ``*_simple`` composite and torch.autograd.
+
+The references are the spec; the Numba kernels may reorder sums and use a polynomial exp in
+float32, so float32 agrees to ~1e-5 relative (of the largest magnitude) and float64 to ~1e-12.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import nn  # noqa: F401  (registers the layer kernels' references)
+from minigrad.backend import get_backend
+
+torch = pytest.importorskip("torch")
+
+NUMBA = get_backend("numba")
+REF = get_backend("numpy")
+FLOATS = [np.float32, np.float64]
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def close(ours, ref, dtype, what="", tols=TOL):
+    """|ours - ref| <= tol * (|ref| + max|ref|): relative to the element and to the array's scale."""
+    ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
+    tol = tols[np.dtype(dtype)]
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * max(scale, 1e-30), err_msg=what)
+
+
+def both(name):
+    """The Numba kernel and the reference of ``name``; fails if no Numba kernel is registered."""
+    fast, ref = NUMBA.kernel(name), REF.kernel(name)
+    assert fast is not ref, f"no Numba kernel registered for {name!r}"
+    return fast, ref
+
+
+def randn(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# ---- kernels: Numba == reference -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(3, 7, 33), (5, 3), (2, 64)])
+def test_rms_norm_kernels(dtype, shape):
+    rng = np.random.default_rng(1)
+    x, w, g = randn(rng, shape, dtype), randn(rng, shape[-1:], dtype), randn(rng, shape, dtype)
+    fwd, fwd_ref = both("rms_norm_forward")
+    (y, rstd), (y_ref, rstd_ref) = fwd(np, x, w, 1e-5), fwd_ref(np, x, w, 1e-5)
+    close(y, y_ref, dtype, "y")
+    close(rstd, rstd_ref, dtype, "rstd")
+    bwd, bwd_ref = both("rms_norm_backward")
+    for ours, ref, what in zip(bwd(np, g, x, w, rstd_ref), bwd_ref(np, g, x, w, rstd_ref), ("gx", "gw")):
+        close(ours, ref, dtype, what)
+
+
+def _qkv_views(rng, b, t, h, kv, d, dtype):
+    """q, k, v as column blocks of one (B, T, (H + 2 KV) D) array, as the fused projection makes them."""
+    qkv = randn(rng, (b, t, (h + 2 * kv) * d), dtype)
+    q = qkv[..., :h * d].reshape(b, t, h, d)
+    k = qkv[..., h * d:(h + kv) * d].reshape(b, t, kv, d)
+    v = qkv[..., (h + kv) * d:].reshape(b, t, kv, d)
+    return q, k, v
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("layout", ["contiguous", "column_block", "transposed"])
+def test_rope_kernels(dtype, layout):
+    rng = np.random.default_rng(2)
+    b, t, h, d = 2, 5, 3, 8
+    if layout == "contiguous":
+        x = randn(rng, (b, t, h, d), dtype)
+    elif layout == "column_block":
+        x = _qkv_views(rng, b, t, h, 1, d, dtype)[0]
+    else:  # no evenly spaced rows: the Numba side must fall back and still be right
+        x = randn(rng, (h, d, t, b), dtype).transpose(3, 2, 0, 1)
+    cos, sin = randn(rng, (t, d), dtype), randn(rng, (t, d), dtype)
+    for name in ("rope_forward", "rope_backward"):
+        fast, ref = both(name)
+        np.testing.assert_array_equal(fast(np, x, cos, sin), ref(np, x, cos, sin))  # same arithmetic
+
+
+ATTENTION_CASES = [
+    # (B, T, S, H, KV, D, offset): MHA, GQA 2/3/4, MQA, odd sizes, KV-cache offsets (T < S), decode (T = 1)
+    (2, 5, 5, 4, 4, 8, 0),
+    (2, 7, 7, 4, 2, 6, 0),
+    (1, 9, 9, 6, 2, 5, 0),
+    (2, 4, 4, 8, 2, 8, 0),
+    (3, 6, 6, 3, 1, 4, 0),
+    (2, 3, 7, 6, 3, 4, 4),
+    (1, 1, 9, 4, 2, 8, 8),
+    (2, 3, 9, 2, 1, 8, 2),   # S > offset + T: trailing keys nobody may see
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("b,t,s,h,kv,d,offset", ATTENTION_CASES)
+def test_attention_kernels(dtype, b, t, s, h, kv, d, offset):
+    rng = np.random.default_rng(3)
+    q = randn(rng, (b, t, h, d), dtype)
+    k, v = randn(rng, (b, s, kv, d), dtype, 2.0), randn(rng, (b, s, kv, d), dtype)
+    scale = 1.0 / math.sqrt(d)
+    fwd, fwd_ref = both("attention_forward")
+    (out, p), (out_ref, p_ref) = fwd(np, q, k, v, scale, offset), fwd_ref(np, q, k, v, scale, offset)
+    close(out, out_ref, dtype, "out")
+    close(p, p_ref, dtype, "P")
+    g = randn(rng, q.shape, dtype)
+    bwd, bwd_ref = both("attention_backward")
+    for ours, ref, what in zip(bwd(np, g, q, k, v, p_ref, scale, offset),
+                               bwd_ref(np, g, q, k, v, p_ref, scale, offset), ("dq", "dk", "dv")):
+        close(ours, ref, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_attention_kernels_on_strided_projections(dtype):
+    rng = np.random.default_rng(4)
+    q, k, v = _qkv_views(rng, 2, 6, 4, 2, 8, dtype)
+    fwd, fwd_ref = both("attention_forward")
+    (out, p), (out_ref, _) = fwd(np, q, k, v, 0.3, 0), fwd_ref(np, q, k, v, 0.3, 0)
+    close(out, out_ref, dtype, "out")
+    g = randn(rng, (2, 6, 4, 8), dtype)
+    bwd, bwd_ref = both("attention_backward")
+    for ours, ref, what in zip(bwd(np, g, q, k, v, p, 0.3, 0), bwd_ref(np, g, q, k, v, p, 0.3, 0), "qkv"):
+        close(ours, ref, dtype, "d" + what)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("layout", ["contiguous", "column_blocks", "nd"])
+def test_swiglu_kernels(dtype, layout):
+    rng = np.random.default_rng(5)
+    if layout == "column_blocks":  # gate | up as the halves of one (N, 2F) product
+        gu = randn(rng, (9, 2 * 13), dtype, 6.0)
+        gate, up = gu[:, :13], gu[:, 13:]
+    else:
+        shape = (9, 13) if layout == "contiguous" else (3, 4, 13)
+        gate, up = randn(rng, shape, dtype, 6.0), randn(rng, shape, dtype)
+    gate.reshape(-1)[:2] = (-100.0, 100.0)  # where exp(-x) overflows or vanishes
+    g = randn(rng, gate.shape, dtype)
+    fwd, fwd_ref = both("swiglu_forward")
+    close(fwd(np, gate, up), fwd_ref(np, gate, up), dtype, "forward")
+    bwd, bwd_ref = both("swiglu_backward")
+    ref = bwd_ref(np, g, gate, up)
+    for ours, r, what in zip(bwd(np, g, gate, up), ref, ("dgate", "dup")):
+        close(ours, r, dtype, what)
+    buf = np.zeros((gate.size // gate.shape[-1], 2 * gate.shape[-1]), dtype)  # out= into one buffer
+    f = gate.shape[-1]
+    bwd(np, g.reshape(-1, f), gate.reshape(-1, f), up.reshape(-1, f), out=(buf[:, :f], buf[:, f:]))
+    close(buf, np.concatenate([r.reshape(-1, f) for r in ref], axis=1), dtype, "out=")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n,c", [(11, 17), (4, 1000), (1, 3)])
+def test_softmax_cross_entropy_kernel(dtype, n, c):
+    rng = np.random.default_rng(6)
+    logits = randn(rng, (n, c), dtype, 4.0)
+    logits[0, :2] = (80.0, -80.0)  # far from zero: the max shift must keep exp in range
+    targets = rng.integers(0, c, size=n)
+    targets[n // 2] = -100  # ignored
+    fast, ref = both("softmax_cross_entropy")
+    (loss, n_valid, grad), (loss_ref, n_valid_ref, grad_ref) = fast(np, logits, targets, -100), \
+        ref(np, logits, targets, -100)
+    assert n_valid == n_valid_ref
+    close(loss, loss_ref, dtype, "loss_sum")
+    close(grad, grad_ref, dtype, "grad")
+
+
+def test_softmax_cross_entropy_kernel_edge_targets():
+    rng = np.random.default_rng(7)
+    logits = randn(rng, (4, 6), np.float32)
+    fast, ref = both("softmax_cross_entropy")
+    all_ignored = np.full(4, 3)
+    loss, n_valid, grad = fast(np, logits, all_ignored, 3)
+    assert n_valid == 0 and loss == 0 and not grad.any()
+    wrapped = np.array([-1, 0, 5, -6])  # negative targets index from the end, as NumPy's indexing does
+    close(fast(np, logits, wrapped, -100)[2], ref(np, logits, wrapped, -100)[2], np.float32)
+    with pytest.raises(IndexError):
+        fast(np, logits, np.array([0, 6, 1, 2]), -100)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_index_add_kernel(dtype):
+    rng = np.random.default_rng(8)
+    ids = rng.integers(-10, 10, size=300)  # repeats, and negative ids counted from the end
+    src = randn(rng, (300, 70), dtype)
+    fast, ref = both("index_add")
+    out, out_ref = randn(rng, (10, 70), dtype), None
+    out_ref = out.copy()
+    fast(np, out, ids, src)
+    ref(np, out_ref, ids, src)
+    np.testing.assert_array_equal(out, out_ref)  # same additions in the same order
+    # Other key shapes go to the reference.
+    key = (np.array([0, 2, 0]), np.array([1, 1, 1]))
+    a, a_ref = np.zeros((3, 4), dtype), np.zeros((3, 4), dtype)
+    fast(np, a, key, np.ones(3, dtype))
+    ref(np, a_ref, key, np.ones(3, dtype))
+    np.testing.assert_array_equal(a, a_ref)
+    with pytest.raises(IndexError):
+        fast(np, np.zeros((3, 2), dtype), np.array([3]), np.ones((1, 2), dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_erf_kernel(dtype):
+    x = np.concatenate([np.linspace(-7, 7, 301), [0.0, 1e-8, -30.0, 30.0]]).astype(dtype).reshape(5, 61)
+    fast, ref = both("erf")
+    close(fast(np, x), ref(np, x), dtype)
+    close(fast(np, x[:, ::2]), ref(np, x[:, ::2]), dtype, "strided")
+
+
+# ---- fused Functions: fused == *_simple == torch.autograd, on both CPU backends ----------------
+
+FN_TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
+
+
+def _run_ours(fn, arrays, grads_out, backend, needs_grad):
+    ts = [mg.tensor(a, backend=backend, requires_grad=n) for a, n in zip(arrays, needs_grad)]
+    out = fn(*ts)
+    outs = list(out) if isinstance(out, tuple) else [out]
+    loss = sum((o * mg.tensor(np.asarray(g), dtype=o.dtype, backend=backend)).sum() for o, g in zip(outs, grads_out))
+    loss.backward()
+    grads = [t.grad.numpy() if t.grad is not None else np.zeros(t.shape, t.dtype)  # an unused input
+             for t, n in zip(ts, needs_grad) if n]
+    return [o.numpy() for o in outs], grads
+
+
+def _run_torch(fn, arrays, grads_out, needs_grad):
+    ts = [torch.tensor(a, requires_grad=n) for a, n in zip(arrays, needs_grad)]
+    out = fn(*ts)
+    outs = list(out) if isinstance(out, tuple) else [out]
+    sum((o * torch.from_numpy(np.asarray(g))).sum() for o, g in zip(outs, grads_out)).backward()
+    return [o.detach().numpy() for o in outs], [t.grad.numpy() for t, n in zip(ts, needs_grad) if n]
+
+
+def check_fused(fused, simple, torch_fn, arrays, backend, needs_grad=None, seed=0):
+    """Outputs and every input's gradient, of the fused op and of its simple composite, equal torch's."""
+    needs_grad = needs_grad or [a.dtype.kind == "f" for a in arrays]
+    dtype = arrays[0].dtype
+    with torch.no_grad():
+        probe = torch_fn(*[torch.tensor(a) for a in arrays])
+    shapes = [o.shape for o in (probe if isinstance(probe, tuple) else (probe,))]
+    rng = np.random.default_rng(seed)
+    grads_out = [randn(rng, tuple(s), dtype) for s in shapes]
+    ref_out, ref_grads = _run_torch(torch_fn, arrays, grads_out, needs_grad)
+    for name, fn in (("fused", fused), ("simple", simple)):
+        outs, grads = _run_ours(fn, arrays, grads_out, backend, needs_grad)
+        assert len(outs) == len(ref_out) and len(grads) == len(ref_grads)
+        for i, (o, r) in enumerate(zip(outs, ref_out)):
+            close(o, r, dtype, f"{name}: output {i}", FN_TOL)
+        for i, (g, r) in enumerate(zip(grads, ref_grads)):
+            close(g, r, dtype, f"{name}: gradient of input {i}", FN_TOL)
+
+
+BACKENDS = ["numpy", "numba"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_rms_norm_function(backend, dtype):
+    rng = np.random.default_rng(10)
+    x, w = randn(rng, (2, 5, 24), dtype), randn(rng, (24,), dtype, 0.5) + 1
+
+    def torch_fn(x, w):
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-5) * w
+    check_fused(nn.ops.rms_norm, nn.ops.rms_norm_simple, torch_fn, [x, w], backend)
+
+
+def _torch_rope(x, cos, sin):
+    half = x.shape[-1] // 2
+    return x * cos[:, None, :] + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin[:, None, :]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("offset", [0, 3])
+def test_rope_function(backend, dtype, offset):
+    rng = np.random.default_rng(11)
+    b, t, h, d = 2, 5, 3, 8
+    x = randn(rng, (b, t, h, d), dtype)
+    cos, sin = nn.ops.rope_tables(d, 16, 10000.0, get_backend(backend), dtype)
+    c, s = cos.numpy()[offset:offset + t], sin.numpy()[offset:offset + t]
+    check_fused(lambda x: nn.ops.apply_rope(x, cos, sin, offset),
+                lambda x: nn.ops.apply_rope_simple(x, cos, sin, offset),
+                lambda x: _torch_rope(x, torch.tensor(c), torch.tensor(s)), [x], backend)
+
+
+def _torch_attention(q, k, v, offset):
+    b, t, h, d = q.shape
+    s, kv = k.shape[1], k.shape[2]
+    qh = q.transpose(1, 2)                                             # (B, H, T, D)
+    kh = k.repeat_interleave(h // kv, dim=2).transpose(1, 2)           # (B, H, S, D)
+    vh = v.repeat_interleave(h // kv, dim=2).transpose(1, 2)
+    scores = qh @ kh.transpose(-1, -2) / math.sqrt(d)
+    mask = torch.arange(s)[None, :] > (torch.arange(t)[:, None] + offset)
+    probs = scores.masked_fill(mask, float("-inf")).softmax(dim=-1)
+    return (probs @ vh).transpose(1, 2)                                # (B, T, H, D)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("t,s,h,kv,offset", [(6, 6, 4, 2, 0), (5, 5, 3, 3, 0), (3, 7, 6, 2, 4), (4, 4, 4, 1, 0)])
+def test_causal_attention_function(backend, dtype, t, s, h, kv, offset):
+    rng = np.random.default_rng(12)
+    d = 8
+    q, k, v = randn(rng, (2, t, h, d), dtype), randn(rng, (2, s, kv, d), dtype), randn(rng, (2, s, kv, d), dtype)
+    check_fused(lambda q, k, v: nn.ops.causal_attention(q, k, v, offset),
+                lambda q, k, v: nn.ops.causal_attention_simple(q, k, v, offset),
+                lambda q, k, v: _torch_attention(q, k, v, offset), [q, k, v], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_swiglu_function(backend, dtype):
+    rng = np.random.default_rng(13)
+    gate, up = randn(rng, (3, 4, 10), dtype, 3.0), randn(rng, (3, 4, 10), dtype)
+    check_fused(nn.ops.swiglu, nn.ops.swiglu_simple, lambda a, b: torch.nn.functional.silu(a) * b,
+                [gate, up], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_linear_functions(backend, dtype):
+    rng = np.random.default_rng(14)
+    x = randn(rng, (2, 5, 12), dtype)
+    w, b = randn(rng, (7, 12), dtype), randn(rng, (7,), dtype)
+    check_fused(nn.ops.linear, nn.ops.linear_simple, lambda x, w, b: x @ w.T + b, [x, w, b], backend)
+    w1, w2, w3 = randn(rng, (8, 12), dtype), randn(rng, (4, 12), dtype), randn(rng, (4, 12), dtype)
+    check_fused(lambda x, *ws: nn.ops.linear_split(x, ws), lambda x, *ws: nn.ops.linear_split_simple(x, ws),
+                lambda x, *ws: tuple(x @ w.T for w in ws), [x, w1, w2, w3], backend)
+    wg, wu = randn(rng, (9, 12), dtype), randn(rng, (9, 12), dtype)
+    check_fused(nn.ops.swiglu_linear, nn.ops.swiglu_linear_simple,
+                lambda x, wg, wu: torch.nn.functional.silu(x @ wg.T) * (x @ wu.T), [x, wg, wu], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linear_split_with_an_unused_output(backend):
+    rng = np.random.default_rng(15)
+    x, w1, w2 = randn(rng, (4, 6), np.float64), randn(rng, (3, 6), np.float64), randn(rng, (2, 6), np.float64)
+    check_fused(lambda x, a, b: nn.ops.linear_split(x, (a, b))[0],
+                lambda x, a, b: nn.ops.linear_split_simple(x, (a, b))[0],
+                lambda x, a, b: x @ a.T + 0 * (x @ b.T).sum(), [x, w1, w2], backend)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_core_kernels_through_their_functions_on_numba(dtype):
+    """Cross-entropy (with ignore_index), embedding's backward (index_add) and exact GELU (erf),
+    run through the numba backend's kernels, against torch."""
+    rng = np.random.default_rng(16)
+    logits = randn(rng, (3, 5, 11), dtype, 3.0)
+    targets = rng.integers(0, 11, size=(3, 5))
+    targets[1, 2] = -100
+
+    def ce(x):
+        return mg.cross_entropy(x, mg.tensor(targets, backend="numba"))
+    check_fused(ce, ce, lambda x: torch.nn.functional.cross_entropy(x.reshape(-1, 11),
+                                                                    torch.tensor(targets).reshape(-1)),
+                [logits], "numba")
+    table = randn(rng, (7, 4), dtype)
+    ids = rng.integers(0, 7, size=(3, 6))
+
+    def emb(w):
+        return mg.embedding(mg.tensor(ids, backend="numba"), w)
+    check_fused(emb, emb, lambda w: torch.nn.functional.embedding(torch.tensor(ids), w), [table], "numba")
+    x = randn(rng, (4, 9), dtype, 2.0)
+    check_fused(lambda x: x.gelu(), lambda x: x.gelu(), lambda x: torch.nn.functional.gelu(x), [x], "numba")
