@@ -439,7 +439,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description="Train, prepare data for, and sample from minigrad "
-                                "language models. With no subcommand, 'train' is meant.")
+                                "language models. With no subcommand, 'train' is meant.",
+                                epilog="Each subcommand has its own flags: python train.py train --help")
     sub = p.add_subparsers(dest="command")
     tr = sub.add_parser("train", help="train a model (the default)")
     tr.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="YAML config (default: configs/nano-start.yaml)")
@@ -506,8 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (resume with --resume auto)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -346,5 +346,5 @@ def describe() -> str:
     for section, keys in SECTIONS.items():
         lines.append(f"{section}:")
         for key, spec in keys.items():
-            lines.append(f"  {key}: {spec.default!r:<14} # {spec.doc}")
+            lines.append(f"  {key + ':':<24} {spec.default!r:<14} # {spec.doc}")
     return "\n".join(lines)

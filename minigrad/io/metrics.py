@@ -45,7 +45,7 @@ class MetricsLog:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a crash
-                if rec.get("step", 0) <= step:
+                if rec.get("step", 0) <= step and rec.get("event") != "done":
                     keep.append(line if line.endswith("\n") else line + "\n")
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
