@@ -17,11 +17,17 @@ import threading
 import weakref
 from typing import Any
 
-_state = threading.local()
+
+class _GradState(threading.local):
+    enabled = True  # a class default: no getattr fallback on the per-op hot path
+
+
+_state = _GradState()
+_TENSOR: list = []  # the Tensor class, bound on first use (tensor.py imports this module)
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 class _GradMode:
@@ -78,37 +84,48 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor
-
+        if not _TENSOR:
+            from .tensor import Tensor
+            _TENSOR.append(Tensor)
+        from_array = _TENSOR[0]._from_array
         backend = inputs[0].backend
-        for t in inputs[1:]:
+        requires = False
+        for t in inputs:
             if t.backend is not backend:
                 raise RuntimeError(
                     f"{cls.__name__}: inputs live on different backends "
                     f"({backend.name}/{backend.device} and {t.backend.name}/{t.backend.device}); "
                     "move them with .to(backend) first")
+            requires = requires or t.requires_grad
+        requires = requires and _state.enabled
         fn = cls()
         fn.backend = backend
         fn.xp = backend.xp
-        requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
-        fn.needs_grad = tuple(t.requires_grad for t in inputs) if requires else (False,) * len(inputs)
+        fn.needs_grad = tuple([t.requires_grad for t in inputs]) if requires else (False,) * len(inputs)
         try:
             out = fn.forward(*[t.data for t in inputs], **params)
         except ValueError as e:  # name the op and shapes instead of NumPy's inner message
             shapes = ", ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} ({e})") from None
-        multi = isinstance(out, tuple)
-        outs = out if multi else (out,)
-        tensors = tuple(Tensor._from_array(o, backend, requires) for o in outs)
+        if type(out) is not tuple:  # the common single-output case, kept short
+            t = from_array(out, backend, requires)
+            if requires:
+                fn.inputs = inputs
+                fn.freed = False
+                fn.outputs = (weakref.ref(t),)
+                fn.out_meta = ((out.shape, out.dtype),)
+                t._ctx = fn
+            return t
+        tensors = tuple([from_array(o, backend, requires) for o in out])
         if requires:
             fn.inputs = inputs
             fn.freed = False
-            fn.outputs = tuple(weakref.ref(t) for t in tensors)
-            fn.out_meta = tuple((o.shape, o.dtype) for o in outs)
+            fn.outputs = tuple([weakref.ref(t) for t in tensors])
+            fn.out_meta = tuple([(o.shape, o.dtype) for o in out])
             for i, t in enumerate(tensors):
                 t._ctx = fn
                 t._out_index = i
-        return tensors if multi else tensors[0]
+        return tensors
 
     @property
     def name(self) -> str:

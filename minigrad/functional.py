@@ -7,6 +7,7 @@ with NumPy's spelling as an alias (``concat``, ``swapaxes``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -168,7 +169,7 @@ def reshape(x: Tensor, *shape) -> Tensor:
     shape = _shape_arg(shape)
     if shape == x.shape:
         return x
-    known = int(np.prod([n for n in shape if n != -1]))
+    known = math.prod([n for n in shape if n != -1])
     ok = shape.count(-1) <= 1 and (x.size == known if -1 not in shape else known and x.size % known == 0)
     if not ok:
         raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.size} elements) as {shape}")

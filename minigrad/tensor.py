@@ -18,7 +18,7 @@ from .ops import shape as S
 
 
 def _is_float(dtype) -> bool:
-    return np.dtype(dtype).kind == "f"
+    return (dtype.kind if isinstance(dtype, np.dtype) else np.dtype(dtype).kind) == "f"
 
 
 class Tensor:
@@ -59,7 +59,7 @@ class Tensor:
         return t
 
     # ---- attributes ------------------------------------------------------------
-    shape = property(lambda self: tuple(self.data.shape))
+    shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
     size = property(lambda self: int(self.data.size))
@@ -187,6 +187,8 @@ class Tensor:
 
     # ---- arithmetic ------------------------------------------------------------
     def _binary(self, o, fn, reverse=False):
+        if type(o) is Tensor and o.data.dtype == self.data.dtype:  # the common case, kept short
+            return fn.apply(o, self) if reverse else fn.apply(self, o)
         o = self._operand(o)
         a, b = (o, self) if reverse else (self, o)
         if a.dtype != b.dtype:  # an int tensor meeting a float one takes the float's dtype

@@ -11,7 +11,6 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 import pytest  # noqa: E402
-
 import strict_backend  # noqa: E402,F401  (registers the "strict" backend)
 
 
