@@ -18,10 +18,16 @@ import numpy as _np  # noqa: E402
 
 from . import functional
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
-from .backend import (Backend, default_backend, get_backend, register_backend, register_kernel,
-                      register_reference, set_default_backend)
-from .creation import (arange, empty, eye, full, ones, ones_like, rand, randint, randn, tensor,
-                       zeros, zeros_like)
+from .backend import (
+                      Backend,
+                      default_backend,
+                      get_backend,
+                      register_backend,
+                      register_kernel,
+                      register_reference,
+                      set_default_backend,
+)
+from .creation import arange, empty, eye, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like
 from .functional import *  # noqa: F401,F403 - every op as a function
 from .gradcheck import GradcheckError, gradcheck
 from .random import Generator, default_generator, manual_seed
@@ -44,5 +50,4 @@ __all__ = [
     "register_kernel", "register_reference", "matmul", "functional",
     "float16", "float32", "float64", "int32", "int64", "bool_",
 ] + functional.__all__
-from . import viz  # noqa: E402,F401
-from . import optim  # noqa: E402,F401
+from . import optim, viz  # noqa: E402,F401
