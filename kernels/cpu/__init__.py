@@ -10,4 +10,8 @@ import numba as _numba
 if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER = "workqueue"
 
+from ._malloc import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # large per-step arrays reuse heap memory instead of fresh, zeroed pages
+
 from . import adamw, attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu  # noqa: F401,E402
