@@ -15,3 +15,6 @@ from ._malloc import keep_freed_memory  # noqa: E402
 keep_freed_memory()  # large per-step arrays reuse heap memory instead of fresh, zeroed pages
 
 from . import adamw, attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu  # noqa: F401,E402
+from ._cache_guard import refresh_stale_caches  # noqa: E402
+
+refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu])

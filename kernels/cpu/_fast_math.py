@@ -9,6 +9,9 @@ the loops that call them (they are small and get inlined):
   left-to-right sum cannot). Only these helpers get the relaxed flags; every other kernel
   keeps IEEE order. They must be inlined by LLVM (which keeps each instruction's flags),
   not by Numba's ``inline="always"`` (which would re-lower them under the caller's flags).
+
+Numba's cache does not notice edits to this file in the kernels that call it;
+``_cache_guard`` does, and recompiles them.
 """
 
 from __future__ import annotations
