@@ -35,7 +35,7 @@ from minigrad.data import TokenFile, WindowSampler, eval_batches, split_tail, un
 
 VAL_LOSS_TARGET = 2.6
 quick = _common.is_quick()
-steps = 150 if quick else 1000
+steps = 100 if quick else 1000
 
 # %% [markdown]
 # ## The data: bytes as tokens

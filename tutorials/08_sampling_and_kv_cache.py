@@ -41,7 +41,7 @@ with open(argparse.__file__, "rb") as f:
 model = nn.build_model(MODEL, seed=0)
 optimizer = optim.AdamW(optim.decay_groups(model.named_parameters(), 0.1), lr=3e-3, betas=(0.9, 0.95))
 sampler = WindowSampler([TokenFile("argparse.py", tokens)], 128, 4, seed=0)  # windows as long as generation goes
-train_steps = 120 if quick else 600
+train_steps = 100 if quick else 600
 for step in range(train_steps):
     optim.set_lr(optimizer, step, 20, train_steps, "cosine", 0.1)
     x, y = sampler.next_batch()
