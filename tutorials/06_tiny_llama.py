@@ -88,9 +88,16 @@ print(f"by formula: {v}*{h} + {layers}*{per_block} + {h} + {h}*{v} = {by_formula
 _common.check("the parameter count matches the formula", model.num_parameters() == total == by_formula)
 
 # %% [markdown]
-# Almost half of this tiny model is the embedding and the `lm_head` (`2 x 256 x 64`); in a
-# real model the blocks dominate. Setting `tie_word_embeddings: true` shares one matrix
-# between the two.
+# A quarter of this tiny model is the embedding and the `lm_head` (`2 x 256 x 64`), and with a
+# real tokenizer's vocabulary (thousands of tokens) they would dominate a model this narrow;
+# in large models the blocks dominate. Setting `tie_word_embeddings: true` shares one matrix
+# between the two; the MLPs hold most of each block.
+
+# %%
+vocab_share = (v * h + h * v) / total
+mlp_share = layers * 3 * h * f / (layers * per_block)
+print(f"embedding + lm_head: {vocab_share:.0%} of all parameters; MLPs: {mlp_share:.0%} of each block")
+_common.check("the MLP holds most of each block", mlp_share > 0.5)
 
 # %% [markdown]
 # ## One forward pass, and the first loss
