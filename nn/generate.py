@@ -23,6 +23,13 @@ class KVCache:
         self.v = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.backend, self.length, self.max_len = backend, 0, max_len
 
+    @classmethod
+    def for_model(cls, model, batch: int = 1, max_len: int | None = None) -> KVCache:
+        """An empty cache shaped for ``model`` (a CausalLM)."""
+        c = model.config
+        w = model.model.embed_tokens.weight
+        return cls(c.num_layers, batch, max_len or c.max_seq_len, c.n_kv_heads, c.head_dim, w.backend, w.dtype)
+
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         end = self.length + k.shape[1]
         if end > self.max_len:
@@ -74,8 +81,7 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
     rng = mg.Generator(seed)
     was_training = model.training
     model.eval()
-    cache = (KVCache(cfg.num_layers, seq.shape[0], cfg.max_seq_len, cfg.n_kv_heads, cfg.head_dim, be,
-                     model.model.embed_tokens.weight.dtype) if use_cache else None)
+    cache = KVCache.for_model(model, batch=seq.shape[0]) if use_cache else None
     with mg.no_grad():
         feed = seq
         for _ in range(max_new_tokens):

@@ -122,6 +122,11 @@ class CausalLM(Module):
             std = resid_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
             p.data = p.backend.asarray((gen.normal(p.shape, p.dtype) * std).astype(p.dtype))
 
+    @property
+    def backend(self):
+        """The backend the model's parameters live on."""
+        return self.model.embed_tokens.weight.backend
+
     def _ignored_state_keys(self) -> set[str]:
         # transformers' tied models also list lm_head.weight; it is the embedding here.
         return {"lm_head.weight"} if self.lm_head is None else set()

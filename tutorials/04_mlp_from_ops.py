@@ -218,4 +218,4 @@ if plt is not None:
 # That is a whole training run in a few dozen lines. Everything that follows, embeddings,
 # attention, a language model, is more layers and a better optimizer around this loop.
 #
-# **Next:** steps 05 to 08 arrive with the `nn` modules and `train.py`.
+# **Next:** `05_attention_from_scratch.py` builds attention, the heart of a language model.
