@@ -187,6 +187,9 @@ def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None
     limits = [t["max_steps"]] if t["max_steps"] else []
     limits += [math.ceil(t["num_epochs"] * steps_per_epoch)] if t["num_epochs"] else []
     total_steps = min(limits)
+    if t["max_steps"] and total_steps < t["max_steps"]:
+        log(f"note: trainer.num_epochs = {t['num_epochs']} ends the run after {total_steps} steps, before "
+            f"trainer.max_steps = {t['max_steps']} (pass --epochs 0 to train by steps alone)")
     min_lr = t["min_lr"] if t["min_lr"] is not None else t["learning_rate"] / 10
     min_lr_ratio = min_lr / t["learning_rate"] if t["learning_rate"] > 0 else 0.0
     val_batches = eval_batches(data.val, seq_len, batch, t["eval_batches"])
