@@ -28,7 +28,7 @@ import numpy as np
 
 from minigrad.backend import get_backend, register_kernel
 
-from ._fast_math import fast_exp, row_dot, row_max, row_sum
+from ._fast_math import row_dot, row_exp_sum, row_max
 
 BLOCK = 64  # queries (and keys) per causal block
 
@@ -43,12 +43,10 @@ def _softmax_rows(s, t, g, scale, offset):  # pragma: no cover - compiled
     for r in numba.prange(n_rows):
         row = s[r]
         n = min(n_keys, (r // g) % t + offset + 1)  # keys 0..offset+i are visible
-        for j in range(n):
-            row[j] = row[j] * scale
-        m = row_max(row, n)
-        for j in range(n):
-            row[j] = fast_exp(row[j] - m)
-        inv = s.dtype.type(1.0) / row_sum(row, n)
+        # max(row) * scale is the max of the scaled row (scale > 0, rounding is monotonic), so
+        # exp(row * scale - shift) matches the reference's scale-then-subtract operation by operation.
+        shift = row_max(row, n) * scale
+        inv = s.dtype.type(1.0) / row_exp_sum(row, n, scale, shift)
         for j in range(n):
             row[j] *= inv
         for j in range(n, n_keys):
@@ -101,7 +99,7 @@ def _reference(name: str):
 
 @register_kernel("attention_forward", "numba")
 def attention_forward(xp: Any, q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, offset: int):
-    if not _supported(q, k, v) or offset < 0:
+    if not _supported(q, k, v) or offset < 0 or not scale > 0:
         return _reference("attention_forward")(xp, q, k, v, scale, offset)
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]

@@ -14,13 +14,13 @@ import numpy as np
 from minigrad.backend import register_kernel
 from minigrad.ops.nn_ops import softmax_cross_entropy_reference
 
-from ._fast_math import fast_exp, row_max, row_sum
+from ._fast_math import row_exp_sum, row_max
 
 
 @numba.njit(parallel=True, cache=True)
 def _rows(logits, targets, ignore_index, grad, losses):  # pragma: no cover - compiled
     n, c = logits.shape
-    zero = logits.dtype.type(0.0)
+    zero, one = logits.dtype.type(0.0), logits.dtype.type(1.0)
     for i in numba.prange(n):
         x = logits[i]
         gr = grad[i]
@@ -32,9 +32,9 @@ def _rows(logits, targets, ignore_index, grad, losses):  # pragma: no cover - co
             continue
         m = row_max(x, c)
         for j in range(c):
-            gr[j] = fast_exp(x[j] - m)
-        s = row_sum(gr, c)
-        inv = logits.dtype.type(1.0) / s
+            gr[j] = x[j]
+        s = row_exp_sum(gr, c, one, m)  # gr = exp(x - m), s = its sum
+        inv = one / s
         for j in range(c):
             gr[j] *= inv
         gr[t] -= 1
