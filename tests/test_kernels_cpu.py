@@ -97,6 +97,8 @@ ATTENTION_CASES = [
     (2, 3, 7, 6, 3, 4, 4),
     (1, 1, 9, 4, 2, 8, 8),
     (2, 3, 9, 2, 1, 8, 2),   # S > offset + T: trailing keys nobody may see
+    (1, 70, 70, 2, 1, 4, 0),  # one (batch, kv head) pair: no split across threads; two causal blocks
+    (2, 67, 75, 4, 2, 4, 8),  # blocks not aligned with the offset
 ]
 
 
@@ -211,6 +213,37 @@ def test_erf_kernel(dtype):
     fast, ref = both("erf")
     close(fast(np, x), ref(np, x), dtype)
     close(fast(np, x[:, ::2]), ref(np, x[:, ::2]), dtype, "strided")
+
+
+def test_row_views_and_thread_helpers():
+    from kernels.cpu._blas_threads import blas_single_thread, run_parallel
+    from kernels.cpu._layout import as_rows
+
+    y = np.arange(60, dtype=np.float32).reshape(6, 10)
+    flat, ld = as_rows(y[:, 2:5], 3)  # a column block: rows 10 apart
+    assert ld == 10 and flat.flags.c_contiguous and np.shares_memory(flat, y)
+    np.testing.assert_array_equal(flat[4 * ld:4 * ld + 3], y[4, 2:5])
+    assert as_rows(y.T, 6) is None  # rows not contiguous: callers fall back to the reference
+    done = []
+    run_parallel(done.append, range(5))
+    assert sorted(done) == list(range(5))
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("task 3")
+    with pytest.raises(ValueError, match="task 3"):
+        run_parallel(fail, range(4))
+    a = np.ones((300, 300), np.float32)
+    with blas_single_thread():
+        inside = a @ a
+    np.testing.assert_array_equal(inside, a @ a)
+    import kernels.cpu._blas_threads as bt
+    if bt._blas:  # NumPy's OpenBLAS was found: one thread inside, the old count restored after
+        get = bt._blas[0]
+        before = get()
+        with blas_single_thread():
+            assert get() == 1
+        assert get() == before
 
 
 # ---- fused Functions: fused == *_simple == torch.autograd, on both CPU backends ----------------
