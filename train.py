@@ -22,7 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+# Before NumPy loads OpenBLAS: idle OpenBLAS threads otherwise spin after each call and steal
+# the cores from the Numba kernels between matmuls (minigrad sets the same, but too late here).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+
+import numpy as np  # noqa: E402
 
 import minigrad as mg
 import nn
