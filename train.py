@@ -5,9 +5,10 @@
     python train.py prepare-data --text corpus/ --vocab-size 4096 --output data/mine
     python train.py sample --checkpoint latest --prompt "def " --max-new-tokens 100
 
-The training loop itself is ``train()`` below: read a batch, forward, cross-entropy, backward
-(``gradient_accumulation`` times), clip the global gradient norm, step the optimizer with the
-scheduled learning rate, and every so often log, evaluate and save a checkpoint.
+Reading order: the ``trainer:`` section's schema (the model section's is ``nn/config.py``), the config
+loader, then ``train()`` — the loop: set the learning rate, forward and backward over the micro-batches,
+clip the global gradient norm, step the optimizer, and every so often log, evaluate and save. The
+functions before it set a run up (data, model, optimizer, resume) and save it; the command line is last.
 """
 
 from __future__ import annotations
@@ -19,28 +20,171 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-# Before NumPy loads OpenBLAS: idle OpenBLAS threads otherwise spin after each call and steal
-# the cores from the Numba kernels between matmuls (minigrad sets the same, but too late here).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+import minigrad as mg  # first: importing minigrad applies the process-wide settings before NumPy loads
 
-import numpy as np  # noqa: E402
+# isort: split
+import numpy as np
 
-import minigrad as mg
 import nn
 from minigrad import optim
-from minigrad.config import ConfigError, check_vocab, load_config
+from minigrad.config import ConfigError, Key, Problems, describe, merge_sources, parse_set, read_yaml
 from minigrad.data import BatchStream, DataError, WindowSampler, eval_batches, unigram_entropy
-from minigrad.data.dataset import describe_files, ensure_default_data, open_datasets
+from minigrad.data.dataset import Datasets, describe_files, ensure_default_data, open_datasets
+from minigrad.data.tokenizer import load_tokenizer
 from minigrad.io import CheckpointError, find_latest, load_checkpoint, resolve_checkpoint, rotate, save_checkpoint
-from minigrad.io.metrics import MetricsLog, Reporter
+from minigrad.io.checkpoint import step_dir_name
+from minigrad.io.metrics import MetricsLog, Reporter, fmt_bytes
+from minigrad.random import rng_states, set_rng_states
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "nano-start.yaml")
-SUBCOMMANDS = ("train", "prepare-data", "sample")
 
+# ---- the trainer: section, its schema (the model: section's is nn/config.py) ---------------
+
+TRAINER_KEYS: dict[str, Key] = {
+    "backend": Key("str", "numba", "array backend: numpy or numba (CPU), cupy (GPU; without one, numba)",
+                   choices=("numpy", "numba", "cupy")),
+    "target_device": Key("str", None, "Oxidizr's spelling of the backend: cpu = numba, gpu = cupy", nullable=True,
+                         choices=("cpu", "gpu")),
+    "dtype": Key("str", "f32", "parameter and activation precision", choices=("f32", "f16", "bf16")),
+    "seed": Key("int", 0, "seeds initialisation, data order and sampling"),
+    "data": Key("str", None, "a .bin token file or a directory; null = the embedded corpus", nullable=True),
+    "val_data": Key("str", None, "validation tokens; null = val.bin beside the data, or a held-out tail",
+                    nullable=True),
+    "seq_len": Key("int", None, "tokens per training window; null = model.max_seq_len", nullable=True, minimum=1),
+    "batch_size": Key("int", 8, "windows per micro-batch", minimum=1),
+    "gradient_accumulation": Key("int", 1, "micro-batches summed into one optimizer step", minimum=1),
+    "max_steps": Key("int", 0, "optimizer steps to run (0 = no limit)", minimum=0),
+    "num_epochs": Key("int", 1, "passes over the training tokens (0 = no limit)", minimum=0),
+    "optimizer": Key("str", "adamw", "adamw, lion or muon", choices=("adamw", "lion", "muon")),
+    "learning_rate": Key("float", 3e-4, "peak learning rate", minimum=0.0),
+    "min_lr": Key("float", None, "learning rate at the end of the decay; null = learning_rate / 10",
+                  nullable=True, minimum=0.0),
+    "lr_schedule": Key("str", "cosine", "cosine, wsd (warmup-stable-decay) or constant",
+                       choices=("cosine", "wsd", "constant")),
+    "warmup_steps": Key("int", 0, "steps of linear warmup from 0", minimum=0),
+    "decay_fraction": Key("float", 0.2, "wsd: fraction of the steps spent decaying", minimum=0.0),
+    "adamw_lr": Key("float", None, "muon: AdamW's lr for embeddings, lm_head and norms; null = learning_rate / 10",
+                    nullable=True, minimum=0.0),
+    "weight_decay": Key("float", 0.1, "decoupled weight decay (not on 1-D tensors or embeddings)", minimum=0.0),
+    "betas": Key("floats", [0.9, 0.95], "AdamW/Lion betas", length=2),
+    "grad_clip": Key("float", 1.0, "clip the global gradient norm to this (0 = off)", minimum=0.0),
+    "log_interval": Key("int", 10, "steps between log lines", minimum=1),
+    "eval_interval": Key("int", 100, "steps between validation runs (0 = only at the end)", minimum=0),
+    "eval_batches": Key("int", 20, "batches per validation run", minimum=1),
+    "early_stopping_patience": Key("int", 0, "stop after this many evals without improvement (0 = off)",
+                                   minimum=0),
+    "checkpoint_dir": Key("str", "checkpoints", "the run directory (checkpoints and metrics.jsonl)"),
+    "save_interval": Key("int", 500, "steps between checkpoints (0 = only best and final)", minimum=0),
+    "max_checkpoints": Key("int", 10, "step checkpoints kept (best and final are kept besides)", minimum=1),
+    "prefetch": Key("int", 0, "batches prepared ahead by a background thread", minimum=0),
+    "fail_on_non_finite": Key("bool", False, "stop on a NaN/Inf loss or gradient instead of skipping"),
+    "log_grad_norms": Key("bool", False, "write per-layer gradient norms to metrics.jsonl"),
+    "sample_prompt": Key("str", "def ", "prompt of the sample printed at the end"),
+    "sample_tokens": Key("int", 120, "tokens generated for that sample (0 = none)", minimum=0),
+    # Oxidizr keys accepted for compatibility; they do nothing until MoE / GRPO exist.
+    "load_balance_alpha": Key("float", 0.0, "MoE load-balancing loss weight", minimum=0.0),
+    "group_size": Key("int", None, "GRPO rollouts per prompt (unused)", nullable=True),
+    "beta_kl": Key("float", None, "GRPO KL weight (unused)", nullable=True),
+}
+SECTIONS = {"model": nn.MODEL_KEYS, "trainer": TRAINER_KEYS}
+DEVICE_BACKENDS = {"cpu": ("numba", "numpy"), "gpu": ("cupy",)}  # target_device -> backends (first: implied)
+
+
+@dataclass
+class Config:
+    """A checked config: ``model`` and ``trainer`` hold every key (defaults filled in)."""
+
+    model: dict[str, Any]
+    trainer: dict[str, Any]
+    source: str = "<defaults>"
+    origins: dict[str, str] = field(default_factory=dict)  # "trainer.lr" -> "--lr" for overridden keys
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {"model": dict(self.model), "trainer": dict(self.trainer)}
+
+    def model_args(self) -> dict[str, Any]:
+        """The model section as nn.build_model takes it: the keys that are set."""
+        return {k: v for k, v in self.model.items() if v is not None and v != []}
+
+    @property
+    def seq_len(self) -> int:
+        return self.trainer["seq_len"] or self.model["max_seq_len"]
+
+    def label(self, dotted: str) -> str:
+        """'section.key', naming the flag if the value came from the command line."""
+        origin = self.origins.get(dotted)
+        return dotted + (f" (from {origin})" if origin else "")
+
+    def label_model(self, key: str) -> str:
+        return self.label(f"model.{key}")
+
+
+def load_config(path: str | None, overrides: list[tuple[str, Any, str]] = (), check_supported: bool = True
+                ) -> Config:
+    """Read, override and check a config; every problem of the file is reported in one ConfigError.
+    ``overrides``: (key, value, origin) with origin the flag that set it; keys dotted or bare."""
+    cfg = Config({}, {}, path or "<defaults>")
+    problems = Problems(cfg.source)
+    values, cfg.origins = merge_sources(read_yaml(path) if path else {}, SECTIONS, overrides, problems,
+                                        hints={"model": nn.config.suggest_key})
+    model_cfg = nn.config.read_model_section(values["model"], problems, cfg.label_model)
+    for k, spec in TRAINER_KEYS.items():
+        cfg.trainer[k] = problems.coerce(cfg.label(f"trainer.{k}"), spec, values["trainer"].get(k, spec.default))
+    if model_cfg is not None:
+        cfg.model = {k: getattr(model_cfg, k) for k in nn.MODEL_KEYS}
+        nn.check_model(model_cfg, problems, cfg.label_model, check_supported)
+        if not problems.errors:
+            _check_trainer(cfg, "backend" in values["trainer"], problems, check_supported)
+    problems.raise_if_any()
+    cfg.warnings = [f"{cfg.source}: {w}" for w in problems.warnings]
+    return cfg
+
+
+def _check_trainer(cfg: Config, backend_given: bool, problems: Problems, check_supported: bool) -> None:
+    """Checks that span keys of the trainer section (and the model's lengths)."""
+    m, t, lab = cfg.model, cfg.trainer, cfg.label
+    device = t.pop("target_device")  # one source of truth: trainer.backend
+    if device is not None:
+        if backend_given and t["backend"] not in DEVICE_BACKENDS[device]:
+            problems.error(f"{lab('trainer.backend')} = {t['backend']!r} does not run on "
+                           f"{lab('trainer.target_device')} = {device!r}")
+        elif not backend_given:
+            t["backend"] = DEVICE_BACKENDS[device][0]
+    if t["seq_len"] is not None and t["seq_len"] > m["max_seq_len"]:
+        problems.error(f"{lab('trainer.seq_len')} = {t['seq_len']} is above model.max_seq_len = {m['max_seq_len']}")
+    if t["min_lr"] is not None and t["min_lr"] > t["learning_rate"]:
+        problems.error(f"{lab('trainer.min_lr')} = {t['min_lr']} is above trainer.learning_rate = "
+                       f"{t['learning_rate']}")
+    if t["max_steps"] == 0 and t["num_epochs"] == 0:
+        problems.error(f"{lab('trainer.max_steps')}: trainer.max_steps and trainer.num_epochs are both 0, "
+                       "so the run has no end; set one of them")
+    if t["decay_fraction"] > 1:
+        problems.error(f"{lab('trainer.decay_fraction')} = {t['decay_fraction']} must be at most 1")
+    if not all(0.0 <= b < 1.0 for b in t["betas"]):
+        problems.error(f"{lab('trainer.betas')} = {t['betas']} must each be in [0, 1)")
+    if t["load_balance_alpha"] and not m["num_experts"]:
+        problems.warn(f"{lab('trainer.load_balance_alpha')} is set but the model has no experts: it does nothing")
+    if t["group_size"] is not None or t["beta_kl"] is not None:
+        problems.warn("trainer.group_size / trainer.beta_kl configure GRPO, which minigrad does not do: ignored")
+    if check_supported and t["dtype"] != "f32":
+        problems.error(f"{lab('trainer.dtype')} = {t['dtype']!r} is not yet supported: minigrad trains in f32 "
+                       "for now")
+
+
+def check_vocab(cfg: Config, max_token: int, data_path: str) -> None:
+    """The data's largest token id must be a row of the embedding."""
+    if max_token >= cfg.model["vocab_size"]:
+        raise ConfigError(f"{cfg.source}: {cfg.label('model.vocab_size')} = {cfg.model['vocab_size']} is too small "
+                          f"for {data_path}, whose largest token id is {max_token} (needs vocab_size >= "
+                          f"{max_token + 1})")
+
+
+# ---- setting a run up ----------------------------------------------------------------------
 
 class TrainingError(RuntimeError):
     """The run cannot go on (a non-finite loss under --fail-on-non-finite)."""
@@ -53,6 +197,172 @@ class RunOptions:
     data_dir: str = "data"        # where the embedded corpus is prepared
     resume: str | None = None     # a checkpoint path, "auto", or None
     headless: bool = False
+
+
+@dataclass
+class Run:
+    """What a training run holds from step to step: the loop in train() reads and updates it."""
+
+    cfg: Config
+    backend: str
+    data: Datasets
+    entropy: float
+    model: nn.Module
+    optimizer: optim.Optimizer
+    sampler: WindowSampler
+    val_batches: list
+    total_steps: int
+    stop_reason: str
+    stream: BatchStream | None = None   # batches (and the data cursor), metrics.jsonl and the terminal:
+    metrics: MetricsLog | None = None   # opened by start() once the run directory exists
+    reporter: Reporter | None = None
+    step: int = 0
+    best_val: float = math.inf
+    bad_evals: int = 0
+    elapsed: float = 0.0
+    resumed: bool = False
+    last: dict[str, Any] = field(default_factory=dict)  # the latest logged metrics, saved with checkpoints
+    val_loss: float | None = None
+    val_step: int = -1
+    non_finite: int = 0
+    window: tuple[float, int] = (0.0, 0)  # seconds and steps since the last log line
+
+    @property
+    def tokens_per_step(self) -> int:
+        t = self.cfg.trainer
+        return t["batch_size"] * t["gradient_accumulation"] * self.cfg.seq_len
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.window[1] * self.tokens_per_step / max(self.window[0], 1e-9)
+
+
+def pick_backend(name: str, log: Callable[[str], None]) -> str:
+    """The backend asked for, except cupy without a usable GPU: then numba, with a warning."""
+    if name != "cupy":
+        return name
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return "cupy"
+        reason = "CuPy finds no CUDA device"
+    except Exception as e:  # ImportError, or a CUDA runtime error when there is no driver
+        reason = f"CuPy is not usable ({type(e).__name__})"
+    log(f"warning: GPU requested but {reason}; falling back to the CPU (numba backend)")
+    return "numba"
+
+
+def open_data(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> tuple[Datasets, float]:
+    """Open and check every token file before anything is built; the training tokens' unigram entropy."""
+    t = cfg.trainer
+    train_path = t["data"] or ensure_default_data(opts.data_dir, cfg.model["vocab_size"], log)
+    data = open_datasets(train_path, t["val_data"], cfg.seq_len)
+    check_vocab(cfg, data.max_token, data.train_path)
+    entropy = data.meta.get("unigram_entropy_nats")  # prepared data carries it; otherwise count
+    if entropy is None:
+        entropy = unigram_entropy(data.train)
+    log(f"data: train {describe_files(data.train)} ({data.train_path}), val {describe_files(data.val)} "
+        f"({data.val_path}); unigram entropy of train {entropy:.3f} nats")
+    return data, entropy
+
+
+def build_optimizer(model: nn.Module, t: dict[str, Any]) -> optim.Optimizer:
+    lr, wd, betas = t["learning_rate"], t["weight_decay"], tuple(t["betas"])
+    if t["optimizer"] == "adamw":
+        return optim.AdamW(optim.decay_groups(model.named_parameters(), wd), lr=lr, betas=betas, weight_decay=wd)
+    if t["optimizer"] == "lion":
+        return optim.Lion(optim.decay_groups(model.named_parameters(), wd), lr=lr, betas=betas, weight_decay=wd)
+    adamw_lr = t["adamw_lr"] if t["adamw_lr"] is not None else lr / 10
+    return optim.MuonWithAdamW(model.named_parameters(), lr=lr, weight_decay=wd, adamw_lr=adamw_lr,
+                               adamw_betas=betas, adamw_weight_decay=wd)
+
+
+def count_steps(cfg: Config, steps_per_epoch: int, log: Callable[[str], None]) -> tuple[int, str]:
+    """How many optimizer steps the run takes, and which limit ends it."""
+    t = cfg.trainer
+    by_epochs = math.ceil(t["num_epochs"] * steps_per_epoch) if t["num_epochs"] else None
+    if not t["max_steps"]:
+        return by_epochs, "epochs"
+    if by_epochs is not None and by_epochs < t["max_steps"]:
+        log(f"note: trainer.num_epochs = {t['num_epochs']} ends the run after {by_epochs} steps, before "
+            f"trainer.max_steps = {t['max_steps']} (pass --epochs 0 to train by steps alone)")
+        return by_epochs, "epochs"
+    return t["max_steps"], "max_steps"
+
+
+def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> Run:
+    """Data, model, optimizer and schedule for ``cfg``; the state of a checkpoint if resuming."""
+    t = cfg.trainer
+    for w in cfg.warnings:
+        log(f"warning: {w}")
+    backend = pick_backend(t["backend"], log)
+    mg.set_default_backend(backend)
+    data, entropy = open_data(cfg, opts, log)
+    model = nn.build_model(cfg.model_args(), backend=backend, seed=t["seed"], where=cfg.source)
+    model.train()
+    sampler = WindowSampler(data.train, cfg.seq_len, t["batch_size"], seed=t["seed"])
+    steps_per_epoch = max(1, sampler.windows_per_epoch // (t["batch_size"] * t["gradient_accumulation"]))
+    total_steps, stop_reason = count_steps(cfg, steps_per_epoch, log)
+    run = Run(cfg, backend, data, entropy, model, build_optimizer(model, t), sampler,
+              eval_batches(data.val, cfg.seq_len, t["batch_size"], t["eval_batches"]), total_steps, stop_reason)
+    mem = nn.training_memory(model.config, model.num_parameters(), t["batch_size"], cfg.seq_len, t["optimizer"])
+    log(f"model: {model.num_parameters():,} parameters ({cfg.model.get('name') or cfg.source}); backend {backend}; "
+        f"{total_steps} steps of {t['batch_size']} x {t['gradient_accumulation']} x {cfg.seq_len} = "
+        f"{run.tokens_per_step:,} tokens ({steps_per_epoch} steps per epoch)")
+    log("memory estimate: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in mem.items())
+        + f"; total about {fmt_bytes(sum(mem.values()))}")
+    if opts.resume:
+        run_dir = t["checkpoint_dir"]
+        path = find_latest(run_dir) if opts.resume == "auto" else resolve_checkpoint(opts.resume, run_dir)
+        if path is None:
+            log(f"--resume auto: no checkpoint in {run_dir}/ yet, starting from scratch")
+        else:
+            resume(run, path)
+            log(f"resumed from {path} at step {run.step}")
+    return run
+
+
+def resume(run: Run, path: str) -> None:
+    """Weights, optimizer state, data cursor, RNG states and bookkeeping from checkpoint ``path``."""
+    ckpt = load_checkpoint(path)
+    try:
+        run.model.load_state_dict(ckpt.model)
+        run.optimizer.load_state(ckpt.optimizer, ckpt.meta["optimizer"])
+    except (nn.StateDictError, ValueError) as e:
+        raise CheckpointError(f"{path}: does not fit this config: {e}") from None
+    run.sampler.load_state_dict(ckpt.meta["data_cursor"])
+    set_rng_states(ckpt.meta["rng"])
+    s = ckpt.meta["train_state"]
+    run.step, run.bad_evals, run.elapsed = ckpt.meta["step"], s["bad_evals"], s["elapsed"]
+    run.best_val = math.inf if s["best_val_loss"] is None else s["best_val_loss"]
+    run.resumed = True
+
+
+def start(run: Run, opts: RunOptions) -> None:
+    """Open the run directory: its tokenizer copy, metrics.jsonl, the batch stream and the terminal output."""
+    t = run.cfg.trainer
+    os.makedirs(t["checkpoint_dir"], exist_ok=True)
+    if run.data.tokenizer_path:
+        shutil.copyfile(run.data.tokenizer_path, os.path.join(t["checkpoint_dir"], "tokenizer.json"))
+    run.metrics = MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
+                             resume_step=run.step if run.resumed else None)
+    run.stream = BatchStream(run.sampler, t["prefetch"])
+    run.reporter = Reporter(run.total_steps, run.step, opts.headless)
+
+
+def save(run: Run, name: str) -> str:
+    """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads."""
+    meta = {"step": run.step, "config": run.cfg.to_dict(), "config_source": run.cfg.source,
+            "optimizer": run.optimizer.state_meta(), "data_cursor": run.stream.state_dict(), "rng": rng_states(),
+            "train_state": {"best_val_loss": None if math.isinf(run.best_val) else run.best_val,
+                            "bad_evals": run.bad_evals, "elapsed": run.elapsed},
+            "metrics": run.last, "backend": run.backend, "tokens_seen": run.step * run.tokens_per_step,
+            "tokenizer": "../tokenizer.json" if run.data.tokenizer_path else None}
+    path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, run.model.state_dict(),
+                           run.optimizer.state_arrays(), meta)
+    run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
+    return path
 
 
 # ---- pieces of a training step -------------------------------------------------------------
@@ -83,295 +393,144 @@ def evaluate(model: nn.Module, batches: list[tuple[np.ndarray, np.ndarray]], bac
 
 def grad_norms_by_layer(model: nn.Module) -> dict[str, float]:
     """L2 norm of the gradients of each block (model.layers.N) and of each other parameter."""
-    sums: dict[str, float] = {}
+    groups: dict[str, list] = {}
     for name, p in model.named_parameters():
-        if p.grad is None:
-            continue
         parts = name.split(".")
         group = ".".join(parts[:3]) if parts[:2] == ["model", "layers"] else name.removesuffix(".weight")
-        g = p.grad.data
-        sums[group] = sums.get(group, 0.0) + float(p.backend.xp.sum(g.astype("float64") ** 2))
-    return {k: math.sqrt(v) for k, v in sums.items()}
+        groups.setdefault(group, []).append(p)
+    return {k: optim.grad_norm(ps) for k, ps in groups.items() if any(p.grad is not None for p in ps)}
 
 
-def build_optimizer(model: nn.Module, t: dict[str, Any]) -> optim.Optimizer:
-    lr, wd, betas = t["learning_rate"], t["weight_decay"], tuple(t["betas"])
-    if t["optimizer"] == "adamw":
-        return optim.AdamW(optim.decay_groups(model.named_parameters(), wd), lr=lr, betas=betas, weight_decay=wd)
-    if t["optimizer"] == "lion":
-        return optim.Lion(optim.decay_groups(model.named_parameters(), wd), lr=lr, betas=betas, weight_decay=wd)
-    adamw_lr = t["adamw_lr"] if t["adamw_lr"] is not None else lr / 10
-    return optim.MuonWithAdamW(model.named_parameters(), lr=lr, weight_decay=wd, adamw_lr=adamw_lr,
-                               adamw_betas=betas, adamw_weight_decay=wd)
+def skip_non_finite(run: Run, loss: float, grad_norm: float) -> None:
+    """A step whose loss or gradient is NaN/Inf was not applied: record it, or stop under --fail-on-non-finite."""
+    run.non_finite += 1
+    rec = {"event": "non_finite", "step": run.step, "loss": loss, "grad_norm": grad_norm}
+    run.metrics.write(rec)
+    run.reporter.event(rec)
+    run.reporter.info(f"step {run.step}: non-finite loss {loss} / gradient norm {grad_norm}; update skipped")
+    if run.cfg.trainer["fail_on_non_finite"]:
+        raise TrainingError(f"step {run.step}: non-finite loss {loss} or gradient norm {grad_norm} "
+                            "(--fail-on-non-finite)")
 
 
-def memory_estimate(model: nn.Module, cfg, optimizer_name: str) -> dict[str, int]:
-    """Bytes for parameters, gradients, optimizer state and the activations autograd keeps for
-    one micro-batch (a float32 estimate: layer inputs, q/k/v, attention probabilities, the SwiGLU
-    hiddens, and logits with their softmax)."""
-    m, b, t = cfg.model, cfg.trainer["batch_size"], cfg.seq_len
-    n = model.num_parameters()
-    state_per_param = {"adamw": 2, "lion": 1, "muon": 1.5}[optimizer_name]
-    h, heads = m["hidden_size"], m["num_heads"]
-    kv = (m["kv_heads"] or heads) * (h // heads)
-    f = m["intermediate_size"] or -(-(8 * h // 3) // 32) * 32
-    per_token_layer = 6 * h + 2 * kv + 3 * f + heads * t
-    per_token = m["num_layers"] * per_token_layer + 2 * h + 2 * m["vocab_size"]
-    return {"parameters": 4 * n, "gradients": 4 * n, "optimizer state": int(4 * n * state_per_param),
-            "activations": 4 * b * t * per_token}
+def log_step(run: Run, loss: float, lr: float, grad_norm: float, layer_norms: dict | None) -> None:
+    """A metrics line (and a JSON event when headless) for the step just taken."""
+    cursor = run.stream.state_dict()  # (not the sampler's: a prefetch thread may be using it)
+    run.last = {"step": run.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": run.tokens_per_s,
+                "epoch": round(cursor["epoch"] + cursor["index"] / max(1, run.sampler.windows_per_epoch), 4),
+                "elapsed": round(run.elapsed, 3)}
+    if layer_norms is not None:
+        run.last["grad_norms"] = layer_norms
+    run.metrics.write(run.last)
+    run.reporter.event({"event": "step", **run.last})
+    run.window = (0.0, 0)
 
 
-def pick_backend(t: dict[str, Any], log: Callable[[str], None]) -> str:
-    """The array backend: as asked, with a warning and the CPU when a GPU is asked for but absent."""
-    want = t["backend"] or ("cupy" if t["target_device"] == "gpu" else "numba")
-    if want == "cupy":
-        try:
-            import cupy
+def validate(run: Run, loss: float) -> bool:
+    """Evaluate and keep ``best/`` up to date; True when early stopping says the run should end."""
+    run.val_loss, run.val_step = evaluate(run.model, run.val_batches, run.backend), run.step
+    improved = run.val_loss < run.best_val
+    run.best_val, run.bad_evals = (run.val_loss, 0) if improved else (run.best_val, run.bad_evals + 1)
+    rec = {"step": run.step, "val_loss": run.val_loss, "best_val_loss": run.best_val,
+           "elapsed": round(run.elapsed, 3)}
+    run.metrics.write(rec)
+    run.reporter.event({"event": "eval", **rec})
+    run.reporter.info(f"step {run.step}: val loss {run.val_loss:.4f} (best {run.best_val:.4f}); "
+                      f"train loss {loss:.4f}")
+    run.last = {**run.last, "val_loss": run.val_loss}
+    if improved:
+        save(run, "best")
+    patience = run.cfg.trainer["early_stopping_patience"]
+    if patience and run.bad_evals >= patience and run.step < run.total_steps:
+        run.reporter.info(f"early stopping: no improvement in {patience} evaluations")
+        run.stop_reason = "early_stopping"
+        return True
+    return False
 
-            if cupy.cuda.runtime.getDeviceCount() > 0:
-                return "cupy"
-            reason = "CuPy finds no CUDA device"
-        except Exception as e:  # ImportError, or a CUDA runtime error when there is no driver
-            reason = f"CuPy is not usable ({type(e).__name__})"
-        log(f"warning: GPU requested but {reason}; falling back to the CPU (numba backend)")
-        return "numba"
-    return want
+
+# ---- the training run ----------------------------------------------------------------------
+
+def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, int], None] | None = None) -> dict:
+    """Run the training the config describes. ``after_backward(model, step)`` is called with the
+    gradients in place before clipping (a hook for experiments and tests). Returns a summary."""
+    t = cfg.trainer
+    run = setup(cfg, opts, _stderr_print if opts.headless else print)  # headless: stdout carries only JSON
+    model, optimizer = run.model, run.optimizer
+    min_lr_ratio = (t["min_lr"] if t["min_lr"] is not None else t["learning_rate"] / 10) / (t["learning_rate"] or 1)
+    start(run, opts)
+    try:
+        while run.step < run.total_steps:
+            t0 = time.perf_counter()
+            lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
+                              min_lr_ratio, t["decay_fraction"])
+            batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
+            loss = accumulate_gradients(model, batches, run.backend)                 # forward + backward
+            if after_backward is not None:
+                after_backward(model, run.step)
+            log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
+            layer_norms = grad_norms_by_layer(model) if log_now and t["log_grad_norms"] else None
+            grad_norm = optim.clip_grad_norm_(model.parameters(), t["grad_clip"] or math.inf)
+            finite = math.isfinite(loss) and math.isfinite(grad_norm)
+            if finite:  # a NaN/Inf step is skipped, not applied
+                optimizer.step()
+            optimizer.zero_grad()
+            run.step += 1
+            dt = time.perf_counter() - t0
+            run.elapsed, run.window = run.elapsed + dt, (run.window[0] + dt, run.window[1] + 1)
+            if not finite:
+                skip_non_finite(run, loss, grad_norm)
+            run.reporter.step(1, loss, run.tokens_per_s, lr)
+            if log_now:
+                log_step(run, loss, lr, grad_norm, layer_norms)
+            at_end = run.step == run.total_steps
+            if (t["eval_interval"] and run.step % t["eval_interval"] == 0) or at_end:
+                if validate(run, loss):  # early stopping
+                    break
+            if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end:
+                save(run, step_dir_name(run.step))
+                rotate(t["checkpoint_dir"], t["max_checkpoints"])
+    finally:
+        run.stream.close()
+        run.reporter.close()
+    return finish(run)
 
 
-def numpy_rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": cached}
-
-
-def set_numpy_rng_state(s: dict[str, Any]) -> None:
-    np.random.set_state((s["name"], np.array(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached"]))
+def finish(run: Run) -> dict:
+    """Save final/, write the summary, print it and a generated sample."""
+    t = run.cfg.trainer
+    if run.val_step != run.step:  # no evaluation at the last step (a resumed, already finished run): measure it
+        run.val_loss = evaluate(run.model, run.val_batches, run.backend)
+        run.last = {**run.last, "step": run.step, "val_loss": run.val_loss}
+    final_path = save(run, "final")
+    rotate(t["checkpoint_dir"], t["max_checkpoints"])
+    summary = {"event": "done", "step": run.step, "stop": run.stop_reason, "final_loss": run.last.get("loss"),
+               "val_loss": run.val_loss, "best_val_loss": run.best_val, "unigram_entropy": run.entropy,
+               "tokens_per_s": run.step * run.tokens_per_step / max(run.elapsed, 1e-9),
+               "elapsed": round(run.elapsed, 3), "non_finite_steps": run.non_finite, "checkpoint": final_path}
+    run.metrics.write(summary)
+    run.metrics.close()
+    run.reporter.event(summary)
+    out = _stderr_print if run.reporter.headless else print
+    out(f"done: {run.step} steps in {run.elapsed:.1f}s ({summary['tokens_per_s']:,.0f} tokens/s); val loss "
+        f"{run.val_loss:.4f} (best {run.best_val:.4f}) vs unigram entropy {run.entropy:.4f} nats; "
+        f"checkpoint {final_path}")
+    if t["sample_tokens"] and run.data.tokenizer_path:
+        text = nn.generate_text(run.model, load_tokenizer(run.data.tokenizer_path), t["sample_prompt"],
+                                t["sample_tokens"], temperature=0.8, top_k=40, seed=t["seed"], log=out)
+        out("sample:\n" + text)
+        summary["sample"] = text
+    return summary
 
 
 def _stderr_print(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-
-
-# ---- the training run ----------------------------------------------------------------------
-
-def train(cfg, opts: RunOptions, after_backward: Callable[[nn.Module, int], None] | None = None) -> dict:
-    """Run the training the config describes. ``after_backward(model, step)`` is called with the
-    gradients in place before clipping (a hook for experiments and tests). Returns a summary."""
-    t = cfg.trainer
-    run_dir = t["checkpoint_dir"]
-    log = _stderr_print if opts.headless else print  # headless: stdout carries only JSON
-    backend = pick_backend(t, log)
-    mg.set_default_backend(backend)
-    seq_len, batch, accum = cfg.seq_len, t["batch_size"], t["gradient_accumulation"]
-
-    # Data: open and check every file before building anything.
-    train_path = t["data"] or ensure_default_data(opts.data_dir, cfg.model["vocab_size"], log)
-    data = open_datasets(train_path, t["val_data"], seq_len)
-    check_vocab(cfg, data.max_token, data.train_path)
-    entropy = data.meta.get("unigram_entropy_nats")  # prepared data carries it; otherwise count
-    if entropy is None:
-        entropy = unigram_entropy(data.train)
-    log(f"data: train {describe_files(data.train)} ({data.train_path}), val {describe_files(data.val)} "
-        f"({data.val_path}); unigram entropy of train {entropy:.3f} nats")
-
-    # Model, optimizer, schedule.
-    model = nn.build_model(cfg.model_args(), backend=backend, seed=t["seed"], where=cfg.source)
-    model.train()
-    optimizer = build_optimizer(model, t)
-    sampler = WindowSampler(data.train, seq_len, batch, seed=t["seed"])
-    tokens_per_step = batch * accum * seq_len
-    windows = sum(max(0, (len(f) - 1) // seq_len) for f in data.train)
-    steps_per_epoch = max(1, windows // (batch * accum))
-    limits = [t["max_steps"]] if t["max_steps"] else []
-    limits += [math.ceil(t["num_epochs"] * steps_per_epoch)] if t["num_epochs"] else []
-    total_steps = min(limits)
-    if t["max_steps"] and total_steps < t["max_steps"]:
-        log(f"note: trainer.num_epochs = {t['num_epochs']} ends the run after {total_steps} steps, before "
-            f"trainer.max_steps = {t['max_steps']} (pass --epochs 0 to train by steps alone)")
-    min_lr = t["min_lr"] if t["min_lr"] is not None else t["learning_rate"] / 10
-    min_lr_ratio = min_lr / t["learning_rate"] if t["learning_rate"] > 0 else 0.0
-    val_batches = eval_batches(data.val, seq_len, batch, t["eval_batches"])
-
-    mem = memory_estimate(model, cfg, t["optimizer"])
-    log(f"model: {model.num_parameters():,} parameters ({cfg.model.get('name') or cfg.source}); backend {backend}; "
-        f"{total_steps} steps of {batch} x {accum} x {seq_len} = {tokens_per_step:,} tokens "
-        f"({steps_per_epoch} steps per epoch)")
-    log("memory estimate: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in mem.items())
-        + f"; total about {fmt_bytes(sum(mem.values()))}")
-
-    # Resume: weights, optimizer state, data cursor, RNG states, bookkeeping.
-    step, best_val, bad_evals, elapsed = 0, math.inf, 0, 0.0
-    resume_path = None
-    if opts.resume:
-        resume_path = find_latest(run_dir) if opts.resume == "auto" else resolve_checkpoint(opts.resume, run_dir)
-        if resume_path is None:
-            log(f"--resume auto: no checkpoint in {run_dir}/ yet, starting from scratch")
-    if resume_path:
-        ckpt = load_checkpoint(resume_path)
-        try:
-            model.load_state_dict(ckpt.model)
-            optimizer.load_state(ckpt.optimizer, ckpt.meta["optimizer"])
-        except (nn.StateDictError, ValueError) as e:
-            raise CheckpointError(f"{resume_path}: does not fit this config: {e}") from None
-        sampler.load_state_dict(ckpt.meta["data_cursor"])
-        mg.default_generator().set_state(ckpt.meta["rng"]["minigrad"])
-        set_numpy_rng_state(ckpt.meta["rng"]["numpy"])
-        s = ckpt.meta["train_state"]
-        step, best_val, bad_evals, elapsed = ckpt.meta["step"], s["best_val_loss"], s["bad_evals"], s["elapsed"]
-        best_val = math.inf if best_val is None else best_val
-        log(f"resumed from {resume_path} at step {step}")
-
-    os.makedirs(run_dir, exist_ok=True)
-    if data.tokenizer_path:
-        shutil.copyfile(data.tokenizer_path, os.path.join(run_dir, "tokenizer.json"))
-    metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), resume_step=step if resume_path else None)
-    stream = BatchStream(sampler, t["prefetch"])
-    reporter = Reporter(total_steps, step, opts.headless)
-
-    def checkpoint(name: str, last: dict[str, Any]) -> str:
-        meta = {"step": step, "config": cfg.to_dict(), "config_source": cfg.source,
-                "optimizer": optimizer.state_meta(), "data_cursor": stream.state_dict(),
-                "rng": {"minigrad": mg.default_generator().get_state(), "numpy": numpy_rng_state()},
-                "train_state": {"best_val_loss": None if math.isinf(best_val) else best_val,
-                                "bad_evals": bad_evals, "elapsed": elapsed},
-                "metrics": last, "backend": backend, "tokens_seen": step * tokens_per_step,
-                "tokenizer": "../tokenizer.json" if data.tokenizer_path else None}
-        path = save_checkpoint(run_dir, name, model.state_dict(), optimizer.state_arrays(), meta)
-        reporter.event({"event": "checkpoint", "step": step, "path": path})
-        return path
-
-    last: dict[str, Any] = {}
-    val_loss, val_step = None, -1
-    non_finite = 0
-    window_time, window_steps = 0.0, 0
-    stop_reason = "max_steps" if t["max_steps"] and total_steps == t["max_steps"] else "epochs"
-    try:
-        while step < total_steps:
-            t0 = time.perf_counter()
-            lr = optim.lr_at(step, t["learning_rate"], t["warmup_steps"], total_steps, t["lr_schedule"],
-                             min_lr, t["decay_fraction"])
-            optim.set_lr(optimizer, step, t["warmup_steps"], total_steps, t["lr_schedule"], min_lr_ratio,
-                         t["decay_fraction"])
-            loss = accumulate_gradients(model, [stream.next() for _ in range(accum)], backend)
-            if after_backward is not None:
-                after_backward(model, step)
-            log_now = (step + 1) % t["log_interval"] == 0 or step + 1 == total_steps
-            layer_norms = grad_norms_by_layer(model) if log_now and t["log_grad_norms"] else None
-            grad_norm = optim.clip_grad_norm_(model.parameters(), t["grad_clip"] or math.inf)
-            finite = math.isfinite(loss) and math.isfinite(grad_norm)
-            if finite:
-                optimizer.step()
-            optimizer.zero_grad()
-            step += 1
-            dt = time.perf_counter() - t0
-            elapsed += dt
-            window_time += dt
-            window_steps += 1
-            if not finite:
-                non_finite += 1
-                rec = {"event": "non_finite", "step": step, "loss": loss, "grad_norm": grad_norm}
-                metrics.write(rec)
-                reporter.event(rec)
-                reporter.info(f"step {step}: non-finite loss {loss} / gradient norm {grad_norm}; update skipped")
-                if t["fail_on_non_finite"]:
-                    raise TrainingError(f"step {step}: non-finite loss {loss} or gradient norm {grad_norm} "
-                                        "(--fail-on-non-finite)")
-            tok_s = window_steps * tokens_per_step / max(window_time, 1e-9)
-            reporter.step(1, loss, tok_s, lr)
-            if log_now:
-                cursor = stream.state_dict()  # (not the sampler: a prefetch thread may be using it)
-                last = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tok_s,
-                        "epoch": round(cursor["epoch"] + cursor["index"] / max(1, windows), 4),
-                        "elapsed": round(elapsed, 3)}
-                if layer_norms is not None:
-                    last["grad_norms"] = layer_norms
-                metrics.write(last)
-                reporter.event({"event": "step", **last})
-                window_time, window_steps = 0.0, 0
-            at_end = step == total_steps
-            if (t["eval_interval"] and step % t["eval_interval"] == 0) or at_end:
-                val_loss, val_step = evaluate(model, val_batches, backend), step
-                improved = val_loss < best_val
-                best_val, bad_evals = (val_loss, 0) if improved else (best_val, bad_evals + 1)
-                rec = {"step": step, "val_loss": val_loss, "best_val_loss": best_val, "elapsed": round(elapsed, 3)}
-                metrics.write(rec)
-                reporter.event({"event": "eval", **rec})
-                reporter.info(f"step {step}: val loss {val_loss:.4f} (best {best_val:.4f}); train loss {loss:.4f}")
-                last = {**last, "val_loss": val_loss}
-                if improved:
-                    checkpoint("best", last)
-                patience = t["early_stopping_patience"]
-                if patience and bad_evals >= patience and not at_end:
-                    reporter.info(f"early stopping: no improvement in {patience} evaluations")
-                    stop_reason = "early_stopping"
-                    break
-            if t["save_interval"] and step % t["save_interval"] == 0 and not at_end:
-                checkpoint(f"step-{step:08d}", last)
-                rotate(run_dir, t["max_checkpoints"])
-    finally:
-        stream.close()
-        reporter.close()
-    if val_step != step:  # no evaluation at the last step (a resumed, already finished run): measure it
-        val_loss = evaluate(model, val_batches, backend)
-        last = {**last, "step": step, "val_loss": val_loss}
-    final_path = checkpoint("final", last)
-    rotate(run_dir, t["max_checkpoints"])
-    summary = {"event": "done", "step": step, "stop": stop_reason, "final_loss": last.get("loss"),
-               "val_loss": val_loss, "best_val_loss": best_val, "unigram_entropy": entropy,
-               "tokens_per_s": step * tokens_per_step / max(elapsed, 1e-9), "elapsed": round(elapsed, 3),
-               "non_finite_steps": non_finite, "checkpoint": final_path}
-    metrics.write(summary)
-    metrics.close()
-    reporter.event(summary)
-    out = _stderr_print if opts.headless else print
-    out(f"done: {step} steps in {elapsed:.1f}s ({summary['tokens_per_s']:,.0f} tokens/s); val loss {val_loss:.4f} "
-        f"(best {best_val:.4f}) vs unigram entropy {entropy:.4f} nats; checkpoint {final_path}")
-    if t["sample_tokens"] and data.tokenizer_path:
-        text = sample_text(model, load_tokenizer_for(data.tokenizer_path), t["sample_prompt"], t["sample_tokens"],
-                           temperature=0.8, top_k=40, seed=t["seed"], log=out)
-        out("sample:\n" + text)
-        summary["sample"] = text
-    return summary
-
-
-# ---- sampling ------------------------------------------------------------------------------
-
-def load_tokenizer_for(path: str):
-    from minigrad.data.tokenizer import load_tokenizer
-
-    return load_tokenizer(path)
-
-
-def sample_text(model: nn.Module, tok, prompt: str, max_new_tokens: int, temperature: float = 1.0,
-                top_k: int | None = None, top_p: float | None = None, seed: int = 0,
-                log: Callable[[str], None] = print) -> str:
-    """Generate from ``prompt`` (after an end-of-text token, as documents start in training)."""
-    from minigrad.data.tokenizer import EOT
-
-    eot = tok.token_to_id(EOT)
-    ids = ([eot] if eot is not None else []) + tok.encode(prompt, add_special_tokens=False).ids
-    room = model.config.max_seq_len - len(ids)
-    if room <= 0:
-        raise ConfigError(f"the prompt is {len(ids)} tokens, no room left within max_seq_len "
-                          f"{model.config.max_seq_len}")
-    if max_new_tokens > room:
-        log(f"note: generating {room} tokens, all that fit in max_seq_len {model.config.max_seq_len}")
-        max_new_tokens = room
-    out = model.generate(np.array([ids], dtype=np.int64), max_new_tokens, temperature=temperature, top_k=top_k,
-                         top_p=top_p, seed=seed)[0, len(ids):].tolist()
-    if eot is not None and eot in out:
-        out = out[:out.index(eot)]
-    return prompt + tok.decode(out)
-
-
 # ---- the command line ----------------------------------------------------------------------
 
+SUBCOMMANDS = ("train", "prepare-data", "sample")
+NOT_BUILT_YET = {"pack": "packing a run for transformers and the Hub", "push": "uploading to the Hugging Face Hub",
+                 "export": "GGUF export"}
 # Named flags and the config keys they set (an explicit flag wins over the file and --set).
 FLAG_KEYS = {"data": "trainer.data", "val_data": "trainer.val_data", "target_device": "trainer.target_device",
              "backend": "trainer.backend", "seq_len": "trainer.seq_len", "batch_size": "trainer.batch_size",
@@ -383,8 +542,6 @@ FLAG_KEYS = {"data": "trainer.data", "val_data": "trainer.val_data", "target_dev
 
 
 def config_overrides(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
-    from minigrad.config import parse_set
-
     out = []
     for item in args.set or []:
         key, value = parse_set(item)
@@ -399,9 +556,7 @@ def config_overrides(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.help_config:
-        from minigrad.config import describe
-
-        print(describe())
+        print("\n".join(describe(name, keys) for name, keys in SECTIONS.items()))
         return 0
     cfg = load_config(args.config, config_overrides(args))
     train(cfg, RunOptions(data_dir=args.data_dir, resume=args.resume, headless=args.headless))
@@ -428,19 +583,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run_dir = args.out or load_config(args.config, check_supported=False).trainer["checkpoint_dir"]
     path = resolve_checkpoint(args.checkpoint, run_dir)
     ckpt = load_checkpoint(path)
-    cfg = ckpt.meta["config"]
     tok_path = args.tokenizer
     for cand in (os.path.join(path, "tokenizer.json"), os.path.join(os.path.dirname(path), "tokenizer.json")):
         if tok_path is None and os.path.isfile(cand):
             tok_path = cand
     if tok_path is None:
         raise CheckpointError(f"{path}: no tokenizer.json with this run; pass --tokenizer FILE")
-    backend = args.backend or "numba"
-    model = nn.build_model({k: v for k, v in cfg["model"].items() if v is not None and v != []}, backend=backend)
+    model = nn.build_model(ckpt.meta["config"]["model"], backend=args.backend or "numba", where=path)
     model.load_state_dict(ckpt.model)
     print(f"# {path} (step {ckpt.meta['step']})", file=sys.stderr)
-    print(sample_text(model, load_tokenizer_for(tok_path), args.prompt, args.max_new_tokens, args.temperature,
-                      args.top_k, args.top_p, args.seed, log=_stderr_print))
+    print(nn.generate_text(model, load_tokenizer(tok_path), args.prompt, args.max_new_tokens, args.temperature,
+                           args.top_k, args.top_p, args.seed, log=_stderr_print))
     return 0
 
 
@@ -455,8 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "corpus, the Python standard library, prepared in --data-dir)")
     tr.add_argument("--val-data", help="validation tokens (default: val.bin beside --data, or its last 5%%)")
     tr.add_argument("--data-dir", default="data", help="where the embedded corpus is prepared (default: data)")
-    tr.add_argument("--target-device", choices=("cpu", "gpu"), help="gpu falls back to cpu when there is none")
-    tr.add_argument("--backend", choices=("numpy", "numba", "cupy"), help="array backend (default: numba on cpu)")
+    tr.add_argument("--target-device", choices=("cpu", "gpu"), help="cpu = --backend numba, gpu = --backend cupy "
+                    "(which falls back to the CPU when there is no GPU)")
+    tr.add_argument("--backend", choices=("numpy", "numba", "cupy"), help="array backend (default: numba)")
     tr.add_argument("--seq-len", type=int)
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
@@ -497,17 +651,34 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="config whose checkpoint_dir holds the run")
     sa.add_argument("--out", metavar="DIR", help="run directory (overrides the config's checkpoint_dir)")
     sa.set_defaults(func=cmd_sample)
+
+    for name, what in NOT_BUILT_YET.items():  # listed in --help; main() answers them before parsing
+        sub.add_parser(name, help=f"{what} (not built yet)")
     return p
 
 
+def with_subcommand(argv: list[str]) -> list[str]:
+    """Oxidizr's legacy form: flags without a subcommand mean train, and a subcommand written after
+    the flags (``-f cfg.yaml pack``) is still that subcommand."""
+    if argv and argv[0] in (*SUBCOMMANDS, *NOT_BUILT_YET, "-h", "--help"):
+        return argv
+    for i, word in enumerate(argv):
+        takes_value = i > 0 and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and argv[i - 1] not in (
+            "--headless", "--log-grad-norms", "--fail-on-non-finite", "--help-config")
+        if (word in SUBCOMMANDS or word in NOT_BUILT_YET) and not takes_value:
+            return [word, *argv[:i], *argv[i + 1:]]
+    return ["train", *argv]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
-        argv = ["train", *argv]  # Oxidizr's legacy form: flags without a subcommand mean train
+    argv = with_subcommand(list(sys.argv[1:] if argv is None else argv))
+    if argv[0] in NOT_BUILT_YET:
+        print(f"error: train.py {argv[0]}: {NOT_BUILT_YET[argv[0]]} is not built yet", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, nn.ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingError as e:

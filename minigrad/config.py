@@ -1,27 +1,31 @@
-"""Run configs: a YAML file with a ``model:`` and a ``trainer:`` section, keys as in Oxidizr.
+"""The machinery of checked configs, for any schema: typed keys, every problem of a file reported at once.
 
-``load_config(path, overrides)`` reads the file with ``yaml.safe_load``, applies command-line
-overrides (``--set trainer.learning_rate=1e-3`` and the named flags), checks every key and value
-and returns a :class:`Config`. Every problem raises one :class:`ConfigError` whose message names
-the file and the key, so the CLI can print it and exit with status 2 before any work starts.
+A schema is a dict of :class:`Key` (type, default, meaning, bounds). The schemas themselves live beside
+their readers: the ``model:`` section's in ``nn/config.py`` (next to the models it builds), the
+``trainer:`` section's in ``train.py`` (next to the loop that reads it). This module only knows how to
+read YAML safely, coerce a value to its key's type, suggest a near key name, and collect problems:
 
-The schema below is the single list of accepted keys: each has a type, a default, and optional
-bounds or choices. Oxidizr's keys for architectures that are not built yet (Mamba, MLA, MoE) are
-accepted by the parser, so their configs load, and then refused as "not yet supported".
+    problems = Problems("run.yaml")
+    value = problems.coerce("model.hidden_size", MODEL_KEYS["hidden_size"], raw)   # None if it is wrong
+    problems.raise_if_any()         # one ConfigError naming every problem found
+
+so a user with seven mistakes in a file sees all seven in one run, each naming the file and the key.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 
 class ConfigError(ValueError):
-    """A bad config: the message names the file, the key and what is wrong."""
+    """A bad config: the message names the file, the key and what is wrong (every problem at once)."""
 
 
 @dataclass(frozen=True)
@@ -37,143 +41,22 @@ class Key:
     length: int | None = None     # for lists of fixed length (betas)
 
 
-MODEL_KEYS: dict[str, Key] = {
-    "name": Key("str", None, "a name for the model (used in messages only)", nullable=True),
-    "hidden_size": Key("int", 256, "width of the residual stream", minimum=1),
-    "num_layers": Key("int", 4, "number of decoder blocks", minimum=1),
-    "num_heads": Key("int", 4, "query heads per attention layer", minimum=1),
-    "kv_heads": Key("int", None, "key/value heads (grouped-query attention); null = num_heads",
-                    nullable=True, minimum=1),
-    "intermediate_size": Key("int", None, "SwiGLU hidden width; null = 8/3 * hidden_size rounded to 32",
-                             nullable=True, minimum=1),
-    "vocab_size": Key("int", 4096, "number of token ids the model knows", minimum=1),
-    "max_seq_len": Key("int", 256, "longest sequence the model is built for", minimum=1),
-    "rope_theta": Key("float", 10000.0, "RoPE base frequency", minimum=1e-9),
-    "rms_norm_eps": Key("float", 1e-5, "RMSNorm epsilon", minimum=0.0),
-    "tie_word_embeddings": Key("bool", False, "share the embedding and lm_head weights"),
-    # Oxidizr's keys for architectures still to come (accepted when null/empty/false).
-    "kv_latent_dim": Key("int", None, "MLA: compressed key/value width", nullable=True),
-    "q_latent_dim": Key("int", None, "MLA: compressed query width", nullable=True),
-    "d_rope": Key("int", None, "MLA: decoupled RoPE width", nullable=True),
-    "num_experts": Key("int", None, "MoE: experts per layer", nullable=True),
-    "experts_per_tok": Key("int", None, "MoE: experts routed to per token", nullable=True),
-    "shared_expert_enabled": Key("bool", None, "MoE: an always-on expert", nullable=True),
-    "mamba_layers": Key("ints", [], "indices of layers that are Mamba blocks", nullable=True),
-    "mamba2_num_heads": Key("int", None, "Mamba2: SSM heads", nullable=True),
-    "mamba2_head_dim": Key("int", None, "Mamba2: head width", nullable=True),
-    "mamba2_state_size": Key("int", None, "Mamba2: state size N", nullable=True),
-    "mamba2_chunk_size": Key("int", None, "Mamba2: SSD chunk length", nullable=True),
-    "mamba2_n_groups": Key("int", None, "Mamba2: B/C groups", nullable=True),
-    "mamba2_conv_kernel": Key("int", None, "Mamba2: causal conv width", nullable=True),
-    "mamba2_expand": Key("int", None, "Mamba2: inner width multiplier", nullable=True),
-    "mamba3_enabled": Key("bool", None, "Mamba3 layers instead of Mamba2", nullable=True),
-    "mamba3_complex_rope": Key("bool", None, "Mamba3: complex-valued RoPE", nullable=True),
-    "mamba3_mimo_rank": Key("int", None, "Mamba3: MIMO rank (0 = SISO)", nullable=True),
-    "mamba3_use_conv": Key("bool", None, "Mamba3: keep the short conv", nullable=True),
-}
-
-# Keys that switch on an architecture that is not built yet, and what it is called.
-NOT_YET_SUPPORTED = {
-    "mamba_layers": "Mamba layers", "mamba3_enabled": "Mamba-3",
-    "kv_latent_dim": "MLA attention", "q_latent_dim": "MLA attention", "d_rope": "MLA attention",
-    "num_experts": "Mixture-of-Experts", "experts_per_tok": "Mixture-of-Experts",
-    "shared_expert_enabled": "Mixture-of-Experts",
-}
-
-TRAINER_KEYS: dict[str, Key] = {
-    "target_device": Key("str", "cpu", "cpu or gpu (gpu falls back to cpu when there is none)",
-                         choices=("cpu", "gpu")),
-    "backend": Key("str", None, "array backend; null = numba on cpu, cupy on gpu", nullable=True,
-                   choices=("numpy", "numba", "cupy")),
-    "dtype": Key("str", "f32", "parameter and activation precision", choices=("f32", "f16", "bf16")),
-    "seed": Key("int", 0, "seeds initialisation, data order and sampling"),
-    "data": Key("str", None, "a .bin token file or a directory; null = the embedded corpus", nullable=True),
-    "val_data": Key("str", None, "validation tokens; null = val.bin beside the data, or a held-out tail",
-                    nullable=True),
-    "seq_len": Key("int", None, "tokens per training window; null = model.max_seq_len", nullable=True,
-                   minimum=1),
-    "batch_size": Key("int", 8, "windows per micro-batch", minimum=1),
-    "gradient_accumulation": Key("int", 1, "micro-batches summed into one optimizer step", minimum=1),
-    "max_steps": Key("int", 0, "optimizer steps to run (0 = no limit)", minimum=0),
-    "num_epochs": Key("int", 1, "passes over the training tokens (0 = no limit)", minimum=0),
-    "optimizer": Key("str", "adamw", "adamw, lion or muon", choices=("adamw", "lion", "muon")),
-    "learning_rate": Key("float", 3e-4, "peak learning rate", minimum=0.0),
-    "min_lr": Key("float", None, "learning rate at the end of the decay; null = learning_rate / 10",
-                  nullable=True, minimum=0.0),
-    "lr_schedule": Key("str", "cosine", "cosine, wsd (warmup-stable-decay) or constant",
-                       choices=("cosine", "wsd", "constant")),
-    "warmup_steps": Key("int", 0, "steps of linear warmup from 0", minimum=0),
-    "decay_fraction": Key("float", 0.2, "wsd: fraction of the steps spent decaying", minimum=0.0),
-    "adamw_lr": Key("float", None, "muon: AdamW's lr for embeddings, lm_head and norms; null = learning_rate / 10",
-                    nullable=True, minimum=0.0),
-    "weight_decay": Key("float", 0.1, "decoupled weight decay (not on 1-D tensors or embeddings)",
-                        minimum=0.0),
-    "betas": Key("floats", [0.9, 0.95], "AdamW/Lion betas", length=2),
-    "grad_clip": Key("float", 1.0, "clip the global gradient norm to this (0 = off)", minimum=0.0),
-    "log_interval": Key("int", 10, "steps between log lines", minimum=1),
-    "eval_interval": Key("int", 100, "steps between validation runs (0 = only at the end)", minimum=0),
-    "eval_batches": Key("int", 20, "batches per validation run", minimum=1),
-    "early_stopping_patience": Key("int", 0, "stop after this many evals without improvement (0 = off)",
-                                   minimum=0),
-    "checkpoint_dir": Key("str", "checkpoints", "the run directory (checkpoints and metrics.jsonl)"),
-    "save_interval": Key("int", 500, "steps between checkpoints (0 = only best and final)", minimum=0),
-    "max_checkpoints": Key("int", 10, "step checkpoints kept (best and final are kept besides)", minimum=1),
-    "prefetch": Key("int", 0, "batches prepared ahead by a background thread", minimum=0),
-    "fail_on_non_finite": Key("bool", False, "stop on a NaN/Inf loss or gradient instead of skipping"),
-    "log_grad_norms": Key("bool", False, "write per-layer gradient norms to metrics.jsonl"),
-    "sample_prompt": Key("str", "def ", "prompt of the sample printed at the end"),
-    "sample_tokens": Key("int", 120, "tokens generated for that sample (0 = none)", minimum=0),
-    # Oxidizr keys accepted for compatibility; they do nothing until MoE / GRPO exist.
-    "load_balance_alpha": Key("float", 0.0, "MoE load-balancing loss weight", minimum=0.0),
-    "group_size": Key("int", None, "GRPO rollouts per prompt (unused)", nullable=True),
-    "beta_kl": Key("float", None, "GRPO KL weight (unused)", nullable=True),
-}
-
-SECTIONS = {"model": MODEL_KEYS, "trainer": TRAINER_KEYS}
-
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
-@dataclass
-class Config:
-    """A checked config. ``model`` and ``trainer`` hold every key (defaults filled in)."""
-
-    model: dict[str, Any]
-    trainer: dict[str, Any]
-    source: str = "<defaults>"
-    origins: dict[str, str] = field(default_factory=dict)  # "trainer.lr" -> "--lr" for overridden keys
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {"model": dict(self.model), "trainer": dict(self.trainer)}
-
-    def model_args(self) -> dict[str, Any]:
-        """The model section as nn.build_model takes it: the keys that are set."""
-        return {k: v for k, v in self.model.items() if v is not None and v != []}
-
-    @property
-    def seq_len(self) -> int:
-        return self.trainer["seq_len"] or self.model["max_seq_len"]
-
-    def label(self, dotted: str) -> str:
-        """'section.key', naming the flag if the value came from the command line."""
-        origin = self.origins.get(dotted)
-        return dotted + (f" (from {origin})" if origin else "")
-
-    def where(self, dotted: str) -> str:
-        """'FILE: section.key' for messages."""
-        return f"{self.source}: {self.label(dotted)}"
-
-
-def _suggest(word: str, options) -> str:
-    near = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+def suggest(word: str, options, exclude_prefixes: tuple[str, ...] = ()) -> str:
+    """'; did you mean X?' for the closest of ``options``, or ''. Options starting with one of
+    ``exclude_prefixes`` are never suggested (a Mamba1 key must not be pointed at a Mamba2 one)."""
+    pool = [o for o in options if not str(o).startswith(exclude_prefixes)]
+    near = difflib.get_close_matches(str(word), pool, n=1, cutoff=0.6)
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
-def coerce(label: str, key: Key, value: Any, source: str) -> Any:
-    """Check ``value`` against ``key``'s type and bounds; return it in canonical form.
-    Messages read 'SOURCE: LABEL must be ...'."""
+def coerce(label: str, key: Key, value: Any) -> Any:
+    """``value`` checked against ``key``'s type and bounds, in canonical form; raises ConfigError
+    with 'LABEL must be ...' (the caller adds the file name)."""
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{source}: {label} must be {expected}, got {value!r}")
+        return ConfigError(f"{label} must be {expected}, got {value!r}")
 
     if value is None:
         if key.nullable:
@@ -188,6 +71,8 @@ def coerce(label: str, key: Key, value: Any, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
         value = float(value)
+        if not math.isfinite(value):
+            raise bad("a finite number")
     elif key.kind == "bool":
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -198,32 +83,87 @@ def coerce(label: str, key: Key, value: Any, source: str) -> Any:
         scalar = Key(key.kind[:-1], None, "")
         if not isinstance(value, (list, tuple)):
             raise bad("a list")
-        value = [coerce(f"{label}[{i}]", scalar, v, source) for i, v in enumerate(value)]
+        value = [coerce(f"{label}[{i}]", scalar, v) for i, v in enumerate(value)]
         if key.length is not None and len(value) != key.length:
             raise bad(f"a list of {key.length} numbers")
     if key.minimum is not None and key.kind in ("int", "float") and value < key.minimum:
-        raise ConfigError(f"{source}: {label} must be at least {key.minimum:g}, got {value!r}")
+        raise ConfigError(f"{label} must be at least {key.minimum:g}, got {value!r}")
     if key.choices is not None and value not in key.choices:
-        raise ConfigError(f"{source}: {label} must be one of {', '.join(key.choices)}, got {value!r}"
-                          + _suggest(value, key.choices))
+        raise ConfigError(f"{label} must be one of {', '.join(key.choices)}, got {value!r}"
+                          + suggest(value, key.choices))
     return value
 
 
-def resolve_key(name: str, where: str) -> tuple[str, str]:
-    """'trainer.batch_size' or a bare 'batch_size' -> ('trainer', 'batch_size')."""
-    if "." in name:
-        section, key = name.split(".", 1)
-        if section not in SECTIONS:
-            raise ConfigError(f"{where}: unknown section {section!r} in {name!r}" + _suggest(section, SECTIONS))
-        if key not in SECTIONS[section]:
-            raise ConfigError(f"{where}: unknown key {name}" + _suggest(key, SECTIONS[section]))
-        return section, key
-    owners = [s for s, keys in SECTIONS.items() if name in keys]
-    if not owners:
-        every = [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys]
-        raise ConfigError(f"{where}: unknown key {name!r}" + _suggest(name, list(MODEL_KEYS) + list(TRAINER_KEYS)
-                                                                      + every))
-    return owners[0], name
+class Problems:
+    """Collects the errors and warnings found in one config source, to report them all at once."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def coerce(self, label: str, key: Key, value: Any) -> Any:
+        """The coerced value, or None after recording the problem (so checking goes on)."""
+        try:
+            return coerce(label, key, value)
+        except ConfigError as e:
+            self.error(str(e))
+            return None
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise ConfigError(f"{self.source}: {self.errors[0]}")
+        if self.errors:
+            raise ConfigError(f"{self.source}: {len(self.errors)} problems:\n"
+                              + "\n".join(f"  - {e}" for e in self.errors))
+
+
+def merge_sources(raw: dict, schemas: dict[str, dict[str, Key]], overrides, problems: Problems,
+                  hints: dict[str, Callable[[str], str]] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+    """The values of each section, from a file's mapping ``raw`` and then the command-line ``overrides``
+    ((key, value, origin): dotted 'trainer.seed' or bare 'seed'), unknown sections and keys recorded.
+    ``hints[section](key)`` gives the did-you-mean text for an unknown key (default: the nearest key).
+    Returns (values by section, origin by 'section.key' for the overridden keys)."""
+    hints = hints or {}
+
+    def unknown(section: str, key: str) -> str:
+        hint = hints.get(section, lambda k: suggest(k, schemas[section]))
+        return f"unknown key {section}.{key}" + hint(str(key))
+
+    values: dict[str, dict[str, Any]] = {s: {} for s in schemas}
+    for section, body in raw.items():
+        if section not in schemas:
+            names = " and ".join(f"'{s}:'" for s in schemas)
+            problems.error(f"unknown section {section!r}" + suggest(section, schemas) + f" (a config has {names})")
+        elif isinstance(body, dict):
+            for key, value in body.items():
+                if key in schemas[section]:
+                    values[section][key] = value
+                else:
+                    problems.error(unknown(section, key))
+        elif body is not None:
+            problems.error(f"section {section!r} must be a mapping of keys to values")
+    origins: dict[str, str] = {}
+    for name, value, origin in overrides:
+        section, _, key = name.rpartition(".")
+        owners = [section] if section else [s for s, keys in schemas.items() if key in keys]
+        if section and section not in schemas:
+            problems.error(f"{origin}: unknown section {section!r} in {name!r}" + suggest(section, schemas))
+        elif section and key not in schemas[section]:
+            problems.error(f"{origin}: " + unknown(section, key))
+        elif not owners:
+            every = [k for keys in schemas.values() for k in keys]
+            problems.error(f"{origin}: unknown key {name!r}" + suggest(name, every))
+        else:
+            values[owners[0]][key] = value
+            origins[f"{owners[0]}.{key}"] = origin
+    return values, origins
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -239,6 +179,7 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def read_yaml(path: str) -> dict:
+    """A config file's top-level mapping, read with ``yaml.safe_load``; every failure is a ConfigError."""
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
@@ -257,94 +198,9 @@ def read_yaml(path: str) -> dict:
     return raw
 
 
-def load_config(path: str | None, overrides: list[tuple[str, Any, str]] = (), check_supported: bool = True
-                ) -> Config:
-    """Read, override and check a config. ``overrides``: (key, value, origin) with origin the flag
-    that set it (for messages); keys may be dotted ('trainer.seed') or bare ('seed')."""
-    source = path or "<defaults>"
-    raw = read_yaml(path) if path else {}
-    values: dict[str, dict[str, Any]] = {"model": {}, "trainer": {}}
-    for section, body in raw.items():
-        if section not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section {section!r}" + _suggest(section, SECTIONS)
-                              + " (a config has 'model:' and 'trainer:')")
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            raise ConfigError(f"{source}: section {section!r} must be a mapping of keys to values")
-        for key, value in body.items():
-            if key not in SECTIONS[section]:
-                raise ConfigError(f"{source}: unknown key {section}.{key}" + _suggest(key, SECTIONS[section]))
-            values[section][key] = value
-    origins = {}
-    for name, value, origin in overrides:
-        section, key = resolve_key(name, origin)
-        values[section][key] = value
-        origins[f"{section}.{key}"] = origin
-    cfg = Config({}, {}, source, origins)
-    for section, keys in SECTIONS.items():
-        out = getattr(cfg, section)
-        for key, spec in keys.items():
-            value = values[section].get(key, spec.default)
-            out[key] = coerce(cfg.label(f"{section}.{key}"), spec, value, source)
-    check(cfg, check_supported)
-    return cfg
-
-
-def check(cfg: Config, check_supported: bool = True) -> None:
-    """Checks that span keys: shapes that must divide, lengths that must fit, unsupported parts."""
-    m, t = cfg.model, cfg.trainer
-    if m["hidden_size"] % m["num_heads"]:
-        raise ConfigError(f"{cfg.where('model.hidden_size')} = {m['hidden_size']} is not divisible by "
-                          f"model.num_heads = {m['num_heads']}")
-    if (m["hidden_size"] // m["num_heads"]) % 2:
-        raise ConfigError(f"{cfg.where('model.num_heads')}: head size hidden_size / num_heads = "
-                          f"{m['hidden_size'] // m['num_heads']} must be even for rotary embeddings")
-    if m["kv_heads"] is not None and m["num_heads"] % m["kv_heads"]:
-        raise ConfigError(f"{cfg.where('model.kv_heads')} = {m['kv_heads']} does not divide "
-                          f"model.num_heads = {m['num_heads']}")
-    if t["seq_len"] is not None and t["seq_len"] > m["max_seq_len"]:
-        raise ConfigError(f"{cfg.where('trainer.seq_len')} = {t['seq_len']} is above "
-                          f"model.max_seq_len = {m['max_seq_len']}")
-    if t["min_lr"] is not None and t["min_lr"] > t["learning_rate"]:
-        raise ConfigError(f"{cfg.where('trainer.min_lr')} = {t['min_lr']} is above "
-                          f"trainer.learning_rate = {t['learning_rate']}")
-    if t["max_steps"] == 0 and t["num_epochs"] == 0:
-        raise ConfigError(f"{cfg.where('trainer.max_steps')}: trainer.max_steps and trainer.num_epochs are "
-                          "both 0, so the run has no end; set one of them")
-    if t["decay_fraction"] > 1:
-        raise ConfigError(f"{cfg.where('trainer.decay_fraction')} = {t['decay_fraction']} must be at most 1")
-    if not all(0.0 <= b < 1.0 for b in t["betas"]):
-        raise ConfigError(f"{cfg.where('trainer.betas')} = {t['betas']} must each be in [0, 1)")
-    if check_supported:
-        check_supported_parts(cfg)
-
-
-def check_supported_parts(cfg: Config) -> None:
-    """Refuse, by key, what the config asks for that minigrad cannot do yet."""
-    for key, what in NOT_YET_SUPPORTED.items():
-        if cfg.model[key]:
-            raise ConfigError(f"{cfg.where('model.' + key)} = {cfg.model[key]!r} asks for {what}, which is not "
-                              "yet supported (only Llama-style models are built so far); remove the key or "
-                              "set it to null")
-    if cfg.trainer["dtype"] != "f32":
-        raise ConfigError(f"{cfg.where('trainer.dtype')} = {cfg.trainer['dtype']!r} is not yet supported: "
-                          "minigrad trains in f32 for now")
-
-
-def check_vocab(cfg: Config, max_token: int, data_path: str) -> None:
-    """The data's largest token id must be a row of the embedding."""
-    if max_token >= cfg.model["vocab_size"]:
-        raise ConfigError(f"{cfg.where('model.vocab_size')} = {cfg.model['vocab_size']} is too small for "
-                          f"{data_path}, whose largest token id is {max_token} (needs vocab_size >= "
-                          f"{max_token + 1})")
-
-
-def describe() -> str:
-    """Every key with its default and meaning (for --help-config)."""
-    lines = []
-    for section, keys in SECTIONS.items():
-        lines.append(f"{section}:")
-        for key, spec in keys.items():
-            lines.append(f"  {key + ':':<24} {spec.default!r:<14} # {spec.doc}")
+def describe(section: str, keys: dict[str, Key]) -> str:
+    """Every key of a section with its default and meaning (for --help-config)."""
+    lines = [f"{section}:"]
+    for name, spec in keys.items():
+        lines.append(f"  {name + ':':<24} {spec.default!r:<14} # {spec.doc}")
     return "\n".join(lines)

@@ -47,3 +47,18 @@ def default_generator() -> Generator:
 def manual_seed(seed: int) -> Generator:
     """Re-seed the global generator (used when no generator= is given)."""
     return _DEFAULT[0].manual_seed(seed)
+
+
+def rng_states() -> dict[str, Any]:
+    """The states of minigrad's default generator and of NumPy's global one, JSON-friendly (for checkpoints)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"minigrad": default_generator().get_state(),
+            "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached": cached}}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    default_generator().set_state(states["minigrad"])
+    s = states["numpy"]
+    np.random.set_state((s["name"], np.array(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached"]))

@@ -27,6 +27,7 @@ import subprocess
 from collections.abc import Mapping
 
 from .autograd import Function
+from .optim import clip
 from .tensor import Tensor
 
 # Colours: parameters (leaves that require grad) blue, constant inputs grey, the root yellow.
@@ -49,12 +50,7 @@ def _shape_text(shape: tuple) -> str:
 
 def grad_norm(t: Tensor) -> float | None:
     """The L2 norm of ``t.grad`` as a Python float, or None when ``t`` has no gradient."""
-    if t.grad is None:
-        return None
-    xp, g = t.backend.xp, t.grad.data
-    g64 = g.astype("float64")  # a float16 gradient would overflow when squared
-    norm = xp.sqrt((g64 * g64).sum())  # 0-d array on the tensor's backend
-    return float(t.backend.to_numpy(norm))
+    return None if t.grad is None else clip.grad_norm(t)
 
 
 def _tensor_label(t: Tensor, name: str | None, is_root: bool, show_grad_norms: bool) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from minigrad.backend import Backend
 
-from . import ops
-from .config import ConfigError, ModelConfig, model_config
-from .generate import KVCache, generate, sample_next
+from . import config, ops
+from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, model_config
+from .generate import KVCache, generate, generate_text, sample_next
 from .layers import Embedding, Linear, RMSNorm
 from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel
+from .memory import training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
 
 
@@ -25,4 +26,5 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 
 __all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
            "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
-           "model_config", "build_model", "KVCache", "generate", "sample_next", "ops"]
+           "model_config", "check_model", "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text",
+           "sample_next", "training_memory", "config", "ops"]

@@ -1,52 +1,72 @@
-"""The ``model:`` section of a config, as a checked dataclass.
+"""The ``model:`` section of a config: its one schema, and the checked :class:`ModelConfig` models are built from.
 
-Keys follow Oxidizr's configs (so their files load); architectures that are not built yet
-(Mamba, MLA, MoE) are refused by name. ``rms_norm_eps`` and ``tie_word_embeddings`` are ours.
+Keys follow Oxidizr's configs (so their files load) plus a few of ours (``rms_norm_eps``,
+``tie_word_embeddings``, ``mamba_dt_rank``). The dataclass below *is* the schema: each field's type, default,
+meaning and bounds, read by ``model_config`` (which checks a dict) and by ``--help-config``.
+
+Architectures that are not built yet (Mamba, MLA, MoE) have their keys here so that Oxidizr's files
+parse; a config that switches one on is refused, naming every such key at once. Keys that are accepted but
+would do nothing in the model described (``mamba2_*`` with no ``mamba_layers``) get a warning.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from minigrad.config import ConfigError, Key, Problems, coerce, suggest
 
-class ConfigError(ValueError):
-    """A config value is unknown, of the wrong type or impossible; the message names the key."""
+__all__ = ["ConfigError", "ModelConfig", "MODEL_KEYS", "model_config", "check_model"]
+
+
+def key(default: Any, doc: str, minimum: float | None = None, choices: tuple | None = None):
+    """A dataclass field that carries its schema entry (meaning and bounds) as metadata."""
+    meta = {"doc": doc, "minimum": minimum, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class ModelConfig:
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    kv_heads: int | None = None            # None: as many kv heads as query heads (plain MHA)
-    intermediate_size: int | None = None   # None: 8/3 * hidden rounded up to a multiple of 32
-    vocab_size: int = 4096
-    max_seq_len: int = 256
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
-    tie_word_embeddings: bool = False
-    name: str | None = None
-    # Oxidizr's keys for architectures still to come: accepted when null/empty/false.
-    kv_latent_dim: int | None = None
-    q_latent_dim: int | None = None
-    d_rope: int | None = None
-    num_experts: int | None = None
-    experts_per_tok: int | None = None
-    shared_expert_enabled: bool | None = None
-    mamba_layers: list | None = field(default_factory=list)
-    mamba2_num_heads: int | None = None
-    mamba2_head_dim: int | None = None
-    mamba2_state_size: int | None = None
-    mamba2_chunk_size: int | None = None
-    mamba2_n_groups: int | None = None
-    mamba2_conv_kernel: int | None = None
-    mamba2_expand: int | None = None
-    mamba3_enabled: bool | None = None
-    mamba3_complex_rope: bool | None = None
-    mamba3_mimo_rank: int | None = None
-    mamba3_use_conv: bool | None = None
+    # ---- the Llama-style decoder
+    hidden_size: int = key(256, "width of the residual stream", minimum=1)
+    num_layers: int = key(4, "number of decoder blocks", minimum=1)
+    num_heads: int = key(4, "query heads per attention layer", minimum=1)
+    kv_heads: int | None = key(None, "key/value heads (grouped-query attention); null = num_heads", minimum=1)
+    intermediate_size: int | None = key(None, "SwiGLU hidden width; null = 8/3 * hidden_size rounded to 32",
+                                        minimum=1)
+    vocab_size: int = key(4096, "number of token ids the model knows", minimum=1)
+    max_seq_len: int = key(256, "longest sequence the model is built for", minimum=1)
+    rope_theta: float = key(10000.0, "RoPE base frequency", minimum=1e-9)
+    rms_norm_eps: float = key(1e-5, "RMSNorm epsilon", minimum=0.0)
+    tie_word_embeddings: bool = key(False, "share the embedding and lm_head weights")
+    name: str | None = key(None, "a name for the model (used in messages only)")
+    # ---- MLA attention (not built yet)
+    kv_latent_dim: int | None = key(None, "MLA: compressed key/value width")
+    q_latent_dim: int | None = key(None, "MLA: compressed query width")
+    d_rope: int | None = key(None, "MLA: decoupled RoPE width")
+    # ---- Mixture-of-Experts (not built yet)
+    num_experts: int | None = key(None, "MoE: experts per layer")
+    experts_per_tok: int | None = key(None, "MoE: experts routed to per token")
+    shared_expert_enabled: bool | None = key(None, "MoE: an always-on expert")
+    # ---- Mamba layers (not built yet): which layers, then each family's keys
+    mamba_layers: list[int] = key([], "indices of layers that are Mamba blocks")
+    mamba_d_state: int | None = key(None, "Mamba1: state size N")
+    mamba_d_conv: int | None = key(None, "Mamba1: causal conv width")
+    mamba_expand: int | None = key(None, "Mamba1: inner width multiplier")
+    mamba_dt_rank: int | None = key(None, "Mamba1: rank of the dt projection; null = ceil(hidden_size / 16)")
+    mamba2_num_heads: int | None = key(None, "Mamba2: SSM heads")
+    mamba2_head_dim: int | None = key(None, "Mamba2: head width")
+    mamba2_state_size: int | None = key(None, "Mamba2: state size N")
+    mamba2_chunk_size: int | None = key(None, "Mamba2: SSD chunk length")
+    mamba2_n_groups: int | None = key(None, "Mamba2: B/C groups")
+    mamba2_conv_kernel: int | None = key(None, "Mamba2: causal conv width")
+    mamba2_expand: int | None = key(None, "Mamba2: inner width multiplier")
+    mamba3_enabled: bool | None = key(None, "Mamba3 layers instead of Mamba2")
+    mamba3_complex_rope: bool | None = key(None, "Mamba3: complex-valued RoPE")
+    mamba3_mimo_rank: int | None = key(None, "Mamba3: MIMO rank (0 = SISO)")
+    mamba3_use_conv: bool | None = key(None, "Mamba3: keep the short conv")
 
     @property
     def head_dim(self) -> int:
@@ -62,65 +82,116 @@ class ModelConfig:
             return self.intermediate_size
         return -(-(8 * self.hidden_size // 3) // 32) * 32
 
-
-_TYPES = {f.name: f.type for f in fields(ModelConfig)}
-# Which keys switch on an architecture that is not built yet, and the issue it waits for.
-_NOT_YET = {"mamba_layers": "Mamba", "kv_latent_dim": "MLA", "q_latent_dim": "MLA", "d_rope": "MLA",
-            "num_experts": "MoE", "experts_per_tok": "MoE", "shared_expert_enabled": "MoE",
-            "mamba3_enabled": "Mamba-3"}
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that are set (what a config file would need to rebuild this model)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, [])}
 
 
-def _check_type(key: str, value: Any, where: str) -> Any:
-    t = _TYPES[key]
-    if value is None:
-        if "None" in t:
-            return None
-        raise ConfigError(f"{where}: model.{key} must be set (got null)")
-    if "bool" in t and not isinstance(value, bool):
-        raise ConfigError(f"{where}: model.{key} must be true or false, got {value!r}")
-    if t.startswith("int") and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where}: model.{key} must be an integer, got {value!r}")
-    if t == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: model.{key} must be a number, got {value!r}")
-        value = float(value)
-    if t.startswith("list") and not isinstance(value, list):
-        raise ConfigError(f"{where}: model.{key} must be a list, got {value!r}")
-    if t.startswith("str") and not isinstance(value, str):
-        raise ConfigError(f"{where}: model.{key} must be a string, got {value!r}")
-    return value
+_KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list[int]": "ints"}
+
+
+def _schema_key(f) -> Key:
+    text = str(f.type)
+    nullable = text.endswith(" | None")
+    kind = _KINDS[text.removesuffix(" | None")]
+    default = f.default if f.default is not MISSING else f.default_factory()
+    return Key(kind, default, f.metadata["doc"], nullable=nullable or kind == "ints",
+               minimum=f.metadata["minimum"], choices=f.metadata["choices"])
+
+
+MODEL_KEYS: dict[str, Key] = {f.name: _schema_key(f) for f in fields(ModelConfig)}
+
+# Keys that switch on an architecture that is not built yet, and what it is called.
+NOT_YET_SUPPORTED = {
+    "mamba_layers": "Mamba layers", "mamba3_enabled": "Mamba-3",
+    "kv_latent_dim": "MLA attention", "q_latent_dim": "MLA attention", "d_rope": "MLA attention",
+    "num_experts": "Mixture-of-Experts", "experts_per_tok": "Mixture-of-Experts",
+    "shared_expert_enabled": "Mixture-of-Experts",
+}
+# Families of keys, by prefix (disjoint: 'mamba_' is no prefix of 'mamba2_'): a typo inside one family is
+# never pointed at another family's key.
+_FAMILIES = ("mamba2_", "mamba3_", "mamba_")
+
+
+def _family(name: str) -> str:
+    return next((p for p in _FAMILIES if name.startswith(p)), "")
+
+
+def suggest_key(name: str) -> str:
+    """'; did you mean ...?' for an unknown model key, never pointing at a key of another family."""
+    own = _family(name)
+    others = tuple(p for p in _FAMILIES if p != own) if own else ()
+    return suggest(name, MODEL_KEYS, exclude_prefixes=others)
+
+
+def check_model(cfg: ModelConfig, problems: Problems, label=lambda k: f"model.{k}",
+                check_supported: bool = True) -> None:
+    """Checks that span keys (shapes that must divide, unbuilt parts, inert keys), into ``problems``."""
+    if cfg.hidden_size % cfg.num_heads:
+        problems.error(f"{label('hidden_size')} = {cfg.hidden_size} is not divisible by "
+                       f"model.num_heads = {cfg.num_heads}")
+    elif cfg.head_dim % 2:
+        problems.error(f"{label('num_heads')}: head size hidden_size / num_heads = {cfg.head_dim} "
+                       "must be even for rotary embeddings")
+    if cfg.kv_heads is not None and cfg.num_heads % cfg.kv_heads:
+        problems.error(f"{label('kv_heads')} = {cfg.kv_heads} does not divide model.num_heads = {cfg.num_heads}")
+    _warn_inert_keys(cfg, problems, label)
+    if check_supported:
+        moe_only = ("experts_per_tok", "shared_expert_enabled")  # inert (warned) without num_experts
+        asked = [k for k in NOT_YET_SUPPORTED if getattr(cfg, k) and (cfg.num_experts or k not in moe_only)]
+        for k in asked:
+            problems.error(f"{label(k)} = {getattr(cfg, k)!r} asks for {NOT_YET_SUPPORTED[k]}, which is not yet "
+                           "supported (only Llama-style models are built so far); remove the key or set it to null")
+
+
+def _warn_inert_keys(cfg: ModelConfig, problems: Problems, label) -> None:
+    """Keys that are set but do nothing in the model this config describes."""
+    set_keys = [f.name for f in fields(cfg) if getattr(cfg, f.name) not in (None, [])]
+    if not cfg.mamba_layers:
+        inert = [k for k in set_keys if k.startswith(_FAMILIES) and k != "mamba_layers"]
+        if inert:
+            problems.warn(f"{', '.join(label(k) for k in inert)} set but model.mamba_layers is empty: "
+                          "no layer uses them")
+    if not cfg.mamba3_enabled:
+        inert = [k for k in set_keys if k.startswith("mamba3_") and k != "mamba3_enabled"]
+        if inert:
+            problems.warn(f"{', '.join(label(k) for k in inert)} set but model.mamba3_enabled is not: "
+                          "they do nothing")
+    if not cfg.num_experts:
+        inert = [k for k in ("experts_per_tok", "shared_expert_enabled") if k in set_keys]
+        if inert:
+            problems.warn(f"{', '.join(label(k) for k in inert)} set but model.num_experts is not: "
+                          "there are no experts")
+
+
+def read_model_section(body: dict, problems: Problems, label=lambda k: f"model.{k}") -> ModelConfig | None:
+    """A ModelConfig from a ``model:`` mapping, every problem recorded (None if any value is unusable)."""
+    values: dict[str, Any] = {}
+    ok = True
+    for name, value in body.items():
+        if name not in MODEL_KEYS:
+            problems.error(f"unknown key {label(name)}" + suggest_key(str(name)))
+            ok = False
+            continue
+        try:
+            values[name] = coerce(label(name), MODEL_KEYS[name], value)
+        except ConfigError as e:
+            problems.error(str(e))
+            ok = False
+    if not ok:
+        return None
+    return ModelConfig(**{k: v for k, v in values.items() if v is not None or MODEL_KEYS[k].nullable})
 
 
 def model_config(d: dict | ModelConfig, where: str = "config", check_supported: bool = True) -> ModelConfig:
-    """Validate a ``model:`` dict and return a ModelConfig. ``where`` names the file in messages."""
+    """Validate a ``model:`` dict and return a ModelConfig; every problem is in one ConfigError naming ``where``."""
     if isinstance(d, ModelConfig):
         return d
+    problems = Problems(where)
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: the model section must be a mapping, got {type(d).__name__}")
-    kw = {}
-    for key, value in d.items():
-        if key not in _TYPES:
-            near = difflib.get_close_matches(str(key), list(_TYPES), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ConfigError(f"{where}: unknown key model.{key}{hint}")
-        kw[key] = _check_type(key, value, where)
-    cfg = ModelConfig(**{k: v for k, v in kw.items() if v is not None or "None" in _TYPES[k]})
-    if kw.get("mamba_layers") is None:
-        cfg.mamba_layers = []
-    for key in ("hidden_size", "num_layers", "num_heads", "vocab_size", "max_seq_len"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"{where}: model.{key} must be positive, got {getattr(cfg, key)}")
-    if cfg.hidden_size % cfg.num_heads:
-        raise ConfigError(f"{where}: model.hidden_size ({cfg.hidden_size}) must be divisible by "
-                          f"model.num_heads ({cfg.num_heads})")
-    if cfg.head_dim % 2:
-        raise ConfigError(f"{where}: model.hidden_size / model.num_heads = {cfg.head_dim} must be even for RoPE")
-    if cfg.kv_heads is not None and (cfg.kv_heads <= 0 or cfg.num_heads % cfg.kv_heads):
-        raise ConfigError(f"{where}: model.num_heads ({cfg.num_heads}) must be divisible by "
-                          f"model.kv_heads ({cfg.kv_heads})")
-    if check_supported:
-        for key, arch in _NOT_YET.items():
-            if getattr(cfg, key):
-                raise ConfigError(f"{where}: model.{key} = {getattr(cfg, key)!r} asks for {arch}, "
-                                  "which is not yet supported (only Llama-style models are built so far)")
+    cfg = read_model_section(d, problems)
+    if cfg is not None:
+        check_model(cfg, problems, check_supported=check_supported)
+    problems.raise_if_any()
     return cfg

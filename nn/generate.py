@@ -91,3 +91,26 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
             feed = seq[:, -1:] if use_cache else seq
     model.train(was_training)
     return seq
+
+
+def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
+                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, log=print) -> str:
+    """Continue ``prompt`` (after an end-of-text token, as documents start in training) and decode.
+    Generation stops at an end-of-text token, or when the model's max_seq_len is reached."""
+    from minigrad.config import ConfigError
+    from minigrad.data.tokenizer import EOT
+
+    eot = tokenizer.token_to_id(EOT)
+    ids = ([eot] if eot is not None else []) + tokenizer.encode(prompt, add_special_tokens=False).ids
+    room = model.config.max_seq_len - len(ids)
+    if room <= 0:
+        raise ConfigError(f"the prompt is {len(ids)} tokens, no room left within max_seq_len "
+                          f"{model.config.max_seq_len}")
+    if max_new_tokens > room:
+        log(f"note: generating {room} tokens, all that fit in max_seq_len {model.config.max_seq_len}")
+        max_new_tokens = room
+    out = generate(model, np.array([ids], dtype=np.int64), max_new_tokens, temperature=temperature, top_k=top_k,
+                   top_p=top_p, seed=seed)[0, len(ids):].tolist()
+    if eot is not None and eot in out:
+        out = out[:out.index(eot)]
+    return prompt + tokenizer.decode(out)

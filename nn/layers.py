@@ -1,6 +1,9 @@
-"""The basic layers: Linear, Embedding, RMSNorm. Weights are created by the model's init."""
+"""The basic layers: Linear, Embedding, RMSNorm, initialised as PyTorch's are (a model's own init,
+such as ``CausalLM.init_weights``, then replaces these with its scheme)."""
 
 from __future__ import annotations
+
+import math
 
 import minigrad as mg
 from minigrad import Tensor
@@ -10,15 +13,23 @@ from .module import Module, Parameter
 from .ops import linear, rms_norm
 
 
+def _uniform(shape, bound: float, dtype, backend, generator) -> Parameter:
+    """U(-bound, bound), drawn from ``generator`` (the default one when None)."""
+    u = (generator or mg.default_generator()).random(shape, dtype)
+    return Parameter(mg.tensor(((2 * u - 1) * bound).astype(dtype), backend=backend))
+
+
 class Linear(Module):
-    """y = x W^T + b with W of shape (out_features, in_features)."""
+    """y = x W^T + b with W of shape (out_features, in_features). Initialised as torch.nn.Linear:
+    W and b uniform in +-1/sqrt(in_features), so the output's scale does not grow with the width."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False,
-                 backend: str | Backend | None = None, dtype=mg.float32):
+                 backend: str | Backend | None = None, dtype=mg.float32, generator: mg.Generator | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(mg.zeros(out_features, in_features, dtype=dtype, backend=backend))
-        self.bias = Parameter(mg.zeros(out_features, dtype=dtype, backend=backend)) if bias else None
+        bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
+        self.weight = _uniform((out_features, in_features), bound, dtype, backend, generator)
+        self.bias = _uniform((out_features,), bound, dtype, backend, generator) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
@@ -28,12 +39,14 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """A (num_embeddings, dim) table; forward picks rows by integer ids."""
+    """A (num_embeddings, dim) table; forward picks rows by integer ids. Initialised N(0, 1), as
+    torch.nn.Embedding."""
 
-    def __init__(self, num_embeddings: int, dim: int, backend: str | Backend | None = None, dtype=mg.float32):
+    def __init__(self, num_embeddings: int, dim: int, backend: str | Backend | None = None, dtype=mg.float32,
+                 generator: mg.Generator | None = None):
         super().__init__()
         self.num_embeddings, self.dim = num_embeddings, dim
-        self.weight = Parameter(mg.zeros(num_embeddings, dim, dtype=dtype, backend=backend))
+        self.weight = Parameter(mg.randn(num_embeddings, dim, dtype=dtype, backend=backend, generator=generator))
 
     def forward(self, ids: Tensor) -> Tensor:
         return mg.embedding(ids, self.weight)

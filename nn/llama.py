@@ -87,8 +87,8 @@ class LlamaModel(Module):
         self.layers = ModuleList([DecoderBlock(cfg, i, backend) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, backend)
-        self.register_buffer("rope_cos", cos)
-        self.register_buffer("rope_sin", sin)
+        self.register_buffer("rope_cos", cos, persistent=False)  # recomputed from the config, not saved
+        self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(self, ids: Tensor, cache=None) -> Tensor:
         x = self.embed_tokens(ids)                                        # (B, T, hidden)

@@ -55,8 +55,9 @@ class Module:
             self._modules[name] = value
         object.__setattr__(self, name, value)
 
-    def register_buffer(self, name: str, value: Tensor | None, persistent: bool = False) -> None:
-        """A tensor that moves with the module but is not trained (e.g. RoPE tables)."""
+    def register_buffer(self, name: str, value: Tensor | None, persistent: bool = True) -> None:
+        """A tensor that moves with the module but is not trained. As in PyTorch, a persistent buffer
+        is part of ``state_dict``; tables recomputed from the config (RoPE) pass ``persistent=False``."""
         self._buffers[name] = (value, persistent)
         object.__setattr__(self, name, value)
 
@@ -144,9 +145,10 @@ class Module:
         return set()
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy arrays into the parameters. With ``strict``, missing, unexpected and
-        shape-mismatched keys are all reported in one error."""
+        """Copy arrays into the parameters (and persistent buffers). With ``strict``, missing, unexpected
+        and shape-mismatched keys are all reported in one error."""
         params = dict(self.named_parameters())
+        params.update({name: b for name, b, persistent in self.named_buffers() if persistent})
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params and k not in self._ignored_state_keys()]
         bad_shape = [f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {params[k].shape}"

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from minigrad.io import CheckpointError, find_latest, load_checkpoint, resolve_checkpoint, rotate, save_checkpoint
-from minigrad.io.checkpoint import PAUSE_ENV, list_checkpoints
+from minigrad.io.checkpoint import list_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,14 +91,32 @@ trainer: {batch_size: 2, max_steps: 6, save_interval: 2, eval_interval: 0, eval_
 """
 
 
+# train.py with checkpoint writes patched: the save at step 4 stops for two minutes after its first file
+PAUSED_AT_STEP_4 = f"""
+import pathlib, sys, time
+sys.path.insert(0, {ROOT!r})
+import minigrad.io.checkpoint as checkpoint
+write = checkpoint._write_file
+
+def write_then_pause(path, data):
+    write(path, data)
+    if ".tmp-step-00000004-" in path and path.endswith("model.safetensors"):
+        pathlib.Path(path).parent.parent.joinpath(".paused-4").touch()
+        time.sleep(120)
+
+checkpoint._write_file = write_then_pause
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
 def test_sigkill_while_writing_a_checkpoint_leaves_a_loadable_latest(tmp_path):
     np.random.default_rng(0).integers(0, 64, 3000).astype("<u4").tofile(tmp_path / "d.bin")
     (tmp_path / "c.yaml").write_text(TINY)
     run = tmp_path / "run"
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "-f", str(tmp_path / "c.yaml"), "-d",
-           str(tmp_path / "d.bin"), "--out", str(run), "--headless"]
-    env = {**os.environ, PAUSE_ENV: "4:120"}  # the save at step 4 stops halfway for two minutes
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    flags = ["-f", str(tmp_path / "c.yaml"), "-d", str(tmp_path / "d.bin"), "--out", str(run), "--headless"]
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_AT_STEP_4, *flags], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 90
         while not (run / ".paused-4").exists():
@@ -117,7 +135,8 @@ def test_sigkill_while_writing_a_checkpoint_leaves_a_loadable_latest(tmp_path):
     ck = load_checkpoint(latest)
     assert ck.meta["step"] == 2 and ck.model and ck.optimizer
     # and training resumes from it to the end, sweeping the half-written directory away
-    r = subprocess.run(cmd + ["--resume", "auto"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *flags, "--resume", "auto"],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     done = json.loads(r.stdout.strip().splitlines()[-1])
     assert done["event"] == "done" and done["step"] == 6

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from minigrad.config import ConfigError, check_vocab, load_config, parse_set
+from minigrad.config import ConfigError, parse_set
+from train import check_vocab, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OXIDIZR_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "..", "shared", "seeds", "oxidizr-configs", "*.yaml")))
@@ -187,3 +188,82 @@ def test_cli_bad_flag_value_exits_2(tmp_path, capsys):
     assert "trainer.optimizer (from --set trainer.optimizer=sgd)" in err and path in err
     assert train.main(["train", "-f", path, "--seq-len", "64"]) == 2
     assert "trainer.seq_len (from --seq-len 64) = 64 is above model.max_seq_len = 16" in capsys.readouterr().err
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    body = TINY.replace("num_layers: 2", "num_layer: 2").replace("num_heads: 4", "num_heads: four")
+    body = body.replace("max_steps: 3", "max_steps: 3\n  optimizer: adam\n  learnin_rate: 0.1\n  grad_clip: -1")
+    body += "traner:\n  seed: 1\n"
+    msg = error_of(write(tmp_path, body))
+    assert msg.startswith(f"{tmp_path / 'cfg.yaml'}: 6 problems:")
+    for part in ("unknown key model.num_layer; did you mean 'num_layers'", "model.num_heads must be an integer",
+                 "trainer.optimizer must be one of", "unknown key trainer.learnin_rate",
+                 "trainer.grad_clip must be at least 0", "unknown section 'traner'"):
+        assert part in msg, part
+
+
+def test_oxidizr_configs_name_every_unbuilt_key_at_once():
+    path = os.path.join(ROOT, "..", "shared", "seeds", "oxidizr-configs", "nano.yaml")
+    if not os.path.exists(path):
+        pytest.skip("Oxidizr's seed configs are not beside this checkout")
+    msg = error_of(path)
+    for key in ("mamba_layers", "kv_latent_dim", "q_latent_dim", "d_rope", "num_experts", "experts_per_tok",
+                "shared_expert_enabled"):
+        assert f"model.{key} = " in msg, key
+
+
+@pytest.mark.parametrize("line, expect", [
+    ("  mamba2_num_heads: 8", "model.mamba2_num_heads set but model.mamba_layers is empty"),
+    ("  mamba_d_state: 16", "model.mamba_d_state set but model.mamba_layers is empty"),
+    ("  mamba3_mimo_rank: 2", "model.mamba3_mimo_rank set but model.mamba3_enabled is not"),
+    ("  experts_per_tok: 2", "model.experts_per_tok set but model.num_experts is not"),
+])
+def test_keys_that_do_nothing_here_are_warned_about(tmp_path, line, expect):
+    cfg = load_config(write(tmp_path, TINY.replace("model:\n", f"model:\n{line}\n")))
+    assert any(expect in w for w in cfg.warnings), cfg.warnings
+
+
+def test_trainer_keys_that_do_nothing_are_warned_about(tmp_path):
+    cfg = load_config(write(tmp_path, TINY + "  load_balance_alpha: 0.01\n  group_size: 4\n"))
+    assert any("trainer.load_balance_alpha is set but the model has no experts" in w for w in cfg.warnings)
+    assert any("GRPO" in w for w in cfg.warnings)
+    assert not load_config(write(tmp_path, TINY, "quiet.yaml")).warnings
+
+
+def test_a_mamba1_typo_is_never_pointed_at_a_mamba2_key(tmp_path):
+    msg = error_of(write(tmp_path, TINY.replace("model:\n", "model:\n  mamba_d_stat: 16\n")))
+    assert "did you mean 'mamba_d_state'" in msg
+    msg = error_of(write(tmp_path, TINY.replace("model:\n", "model:\n  mamba_state_size: 16\n")))
+    assert "mamba2_" not in msg and "unknown key model.mamba_state_size" in msg
+
+
+def test_non_finite_numbers_are_refused(tmp_path):
+    msg = error_of(write(tmp_path, TINY + "  learning_rate: .nan\n"))
+    assert "trainer.learning_rate must be a finite number" in msg
+    msg = error_of(write(tmp_path, TINY), [("trainer.learning_rate", float("inf"), "--lr inf")])
+    assert "trainer.learning_rate (from --lr inf) must be a finite number" in msg
+
+
+@pytest.mark.parametrize("device, backend, expect", [
+    ("gpu", None, "cupy"), ("cpu", None, "numba"), ("cpu", "numpy", "numpy"), (None, "numpy", "numpy"),
+    (None, None, "numba")])
+def test_target_device_and_backend_are_one_choice(tmp_path, device, backend, expect):
+    lines = "".join(f"  {k}: {v}\n" for k, v in (("target_device", device), ("backend", backend)) if v)
+    cfg = load_config(write(tmp_path, TINY + lines))
+    assert cfg.trainer["backend"] == expect and "target_device" not in cfg.trainer
+
+
+def test_target_device_contradicting_the_backend_is_refused(tmp_path):
+    msg = error_of(write(tmp_path, TINY + "  target_device: gpu\n  backend: numpy\n"))
+    assert "trainer.backend = 'numpy' does not run on trainer.target_device = 'gpu'" in msg
+
+
+@pytest.mark.parametrize("argv", [["pack"], ["push", "--private"], ["export", "--gguf", "m.gguf"],
+                                  ["-f", "CFG", "pack"], ["-f", "CFG", "--headless", "export"]])
+def test_subcommands_not_built_yet_say_so_by_name(tmp_path, capsys, argv):
+    import train
+
+    argv = [write(tmp_path, TINY) if a == "CFG" else a for a in argv]
+    assert train.main(argv) == 2
+    name = next(a for a in argv if a in ("pack", "push", "export"))
+    assert capsys.readouterr().err.strip() == f"error: train.py {name}: {train.NOT_BUILT_YET[name]} is not built yet"

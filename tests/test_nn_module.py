@@ -108,3 +108,31 @@ def test_sequence_longer_than_max_is_refused():
     m = nn.build_model(TINY)
     with pytest.raises(ValueError, match="max_seq_len"):
         m(mg.randint(0, 50, (1, 17)))
+
+
+def test_layers_built_alone_get_pytorch_style_initialisation():
+    torch = pytest.importorskip("torch")
+    mg.manual_seed(0)
+    lin = nn.Linear(64, 32, bias=True)
+    emb = nn.Embedding(1000, 16)
+    bound = 1 / np.sqrt(64)
+    assert np.abs(lin.bias.numpy()).max() <= bound and np.abs(lin.weight.numpy()).max() <= bound
+    assert lin.weight.numpy().std() == pytest.approx(bound / np.sqrt(3), rel=0.05)  # the std of U(-b, b)
+    assert emb.weight.numpy().std() == pytest.approx(1.0, rel=0.05)
+    ref = torch.nn.Linear(64, 32).requires_grad_(False)  # torch's own: U(-1/sqrt(in), 1/sqrt(in))
+    assert float(ref.weight.abs().max()) <= bound and float(ref.weight.std()) == pytest.approx(
+        float(lin.weight.numpy().std()), rel=0.15)
+    x = mg.randn(8, 64)
+    assert float(lin(x).numpy().std()) > 0.1  # not the all-zero layer it used to be
+
+
+def test_buffers_are_persistent_by_default_and_round_trip():
+    m = nn.Module()
+    m.register_buffer("running", mg.ones(3))
+    m.register_buffer("table", mg.ones(2), persistent=False)
+    sd = m.state_dict()
+    assert list(sd) == ["running"]
+    other = nn.Module()
+    other.register_buffer("running", mg.zeros(3))
+    other.load_state_dict(sd)
+    np.testing.assert_array_equal(other.running.numpy(), np.ones(3))

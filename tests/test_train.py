@@ -14,9 +14,9 @@ import yaml
 import nn
 import train
 from minigrad import optim
-from minigrad.config import load_config
 from minigrad.io import load_checkpoint
 from minigrad.io.metrics import read_metrics
+from train import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "kv_heads": 2, "vocab_size": 64, "max_seq_len": 16}

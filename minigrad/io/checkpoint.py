@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from safetensors.numpy import save as st_save
 
 FILES = ("model.safetensors", "optimizer.safetensors", "meta.json")
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-# Test hook: "STEP:SECONDS" pauses the save of that step halfway, so a test can kill the process mid-write.
-PAUSE_ENV = "MINIGRAD_TEST_CHECKPOINT_PAUSE"
 
 
 class CheckpointError(RuntimeError):
@@ -64,16 +61,6 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _pause_for_test(tmp: str, step: int) -> None:
-    spec = os.environ.get(PAUSE_ENV)
-    if not spec:
-        return
-    at, _, seconds = spec.partition(":")
-    if int(at) == step:
-        Path(tmp).parent.joinpath(f".paused-{step}").touch()
-        time.sleep(float(seconds or 60))
-
-
 def _contiguous(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
@@ -89,7 +76,6 @@ def save_checkpoint(run_dir: str, name: str, model: dict[str, np.ndarray], optim
         shutil.rmtree(tmp)
     os.makedirs(tmp)
     _write_file(os.path.join(tmp, "model.safetensors"), st_save(_contiguous(model), {"format": "np"}))
-    _pause_for_test(tmp, int(meta.get("step", -1)))
     _write_file(os.path.join(tmp, "optimizer.safetensors"), st_save(_contiguous(optimizer), {"format": "np"}))
     _write_file(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=1).encode())  # last: marks complete
     _fsync_dir(tmp)

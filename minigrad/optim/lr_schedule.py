@@ -47,9 +47,11 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, schedu
 
 
 def set_lr(optimizer: Any, step: int, warmup_steps: int, total_steps: int, schedule: str = "cosine",
-           min_lr_ratio: float = 0.0, decay_frac: float = 0.2) -> None:
+           min_lr_ratio: float = 0.0, decay_frac: float = 0.2) -> float:
     """Write ``lr_at(step, ...)`` into every param group, each scaled from its own ``"initial_lr"``
-    (so Muon and AdamW groups with different base rates follow the same curve)."""
+    (so Muon and AdamW groups with different base rates follow the same curve). Returns the first
+    group's new rate (the one a training log shows: its base is the configured learning rate)."""
     for group in optimizer.param_groups:
         base = group["initial_lr"]
         group["lr"] = lr_at(step, base, warmup_steps, total_steps, schedule, base * min_lr_ratio, decay_frac)
+    return optimizer.param_groups[0]["lr"]
