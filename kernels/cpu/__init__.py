@@ -14,7 +14,32 @@ from ._malloc import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()  # large per-step arrays reuse heap memory instead of fresh, zeroed pages
 
-from . import adamw, attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu  # noqa: F401,E402
+from . import (  # noqa: F401,E402
+    adamw,
+    attention,
+    cross_entropy,
+    erf,
+    index_add,
+    moe_dispatch,
+    moe_routing,
+    rms_norm,
+    rope,
+    swiglu,
+)
 from ._cache_guard import refresh_stale_caches  # noqa: E402
 
-refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu])
+refresh_stale_caches([attention, cross_entropy, erf, index_add, moe_dispatch, rms_norm, rope, swiglu])
+
+# Kernels in the table layout (fn(*arrays), NotImplemented to decline), by name.
+KERNELS = {
+    "moe_topk": moe_routing.moe_topk,
+    "moe_sort_by_expert": moe_routing.moe_sort_by_expert,
+    "moe_gather": moe_dispatch.moe_gather,
+    "moe_gather_backward": moe_dispatch.moe_gather_backward,
+    "moe_combine": moe_dispatch.moe_combine,
+    "moe_combine_backward": moe_dispatch.moe_combine_backward,
+}
+
+from .._table_shim import install_numba  # noqa: E402  (temporary: until the kernel tables land)
+
+install_numba(KERNELS)
