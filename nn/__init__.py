@@ -11,10 +11,10 @@ from minigrad.backend import Backend
 
 from . import config, ops
 from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, model_config
-from .generate import KVCache, generate, generate_text, sample_next
+from .generate import KVCache, cache_for, generate, generate_text, sample_next
 from .layers import MLP, Embedding, Linear, RMSNorm
 from .llama import Attention, CausalLM, DecoderBlock, LlamaModel
-from .memory import training_memory
+from .memory import kv_cache_bytes_per_token, training_memory
 from .mla import MLA, LatentKVCache
 from .module import Module, ModuleList, Parameter, StateDictError
 from .moe import MoE
@@ -30,5 +30,5 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 __all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
            "Attention", "MLP", "MLA", "LatentKVCache", "MoE", "TopKRouter", "load_balancing_loss",
            "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError", "model_config", "check_model",
-           "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text", "sample_next", "training_memory",
-           "config", "ops"]
+           "MODEL_KEYS", "build_model", "KVCache", "cache_for", "generate", "generate_text", "sample_next",
+           "training_memory", "kv_cache_bytes_per_token", "config", "ops"]

@@ -7,6 +7,8 @@ import numpy as np
 import minigrad as mg
 from minigrad import Tensor
 
+from .mla import LatentKVCache
+
 
 class KVCache:
     """Per-layer keys and values of the positions seen so far, preallocated to max_len.
@@ -41,6 +43,17 @@ class KVCache:
 
     def advance(self, n: int) -> None:
         self.length += n
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.k + self.v)
+
+
+def cache_for(model, batch: int = 1, max_len: int | None = None):
+    """An empty generation cache for ``model``: MLA keeps only its latents (``LatentKVCache``), the
+    other attention keeps keys and values (``KVCache``)."""
+    cls = LatentKVCache if model.config.uses_mla else KVCache
+    return cls.for_model(model, batch, max_len)
 
 
 def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
@@ -81,7 +94,7 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
     rng = mg.Generator(seed)
     was_training = model.training
     model.eval()
-    cache = KVCache.for_model(model, batch=seq.shape[0]) if use_cache else None
+    cache = cache_for(model, batch=seq.shape[0]) if use_cache else None
     with mg.no_grad():
         feed = seq
         for _ in range(max_new_tokens):

@@ -20,3 +20,11 @@ def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: 
     n = num_parameters * bytes_per_value
     return {"parameters": n, "gradients": n, "optimizer state": int(n * STATE_PER_PARAMETER[optimizer]),
             "activations": bytes_per_value * batch * seq_len * per_token}
+
+
+def kv_cache_bytes_per_token(cfg: ModelConfig, bytes_per_value: int = 4) -> int:
+    """Bytes the generation cache holds per token, over all layers: MLA caches its latent and the shared
+    rotary key (kv_latent_dim + d_rope numbers per layer); other attention caches a key and a value per
+    kv head (2 * kv_heads * head_dim)."""
+    per_layer = cfg.kv_latent_dim + cfg.d_rope if cfg.uses_mla else 2 * cfg.n_kv_heads * cfg.head_dim
+    return cfg.num_layers * per_layer * bytes_per_value

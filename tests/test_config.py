@@ -65,7 +65,8 @@ def test_oxidizr_configs_parse_and_unbuilt_parts_are_refused_by_key(path):
     assert any(f"model.{k}" in msg for k in ("mamba_layers", "kv_latent_dim", "num_experts", "mamba3_enabled"))
 
 
-@pytest.mark.parametrize("key, arch", [("mamba_layers: [0]", "mamba_layers"), ("mamba3_enabled: true", "mamba3_enabled")])
+@pytest.mark.parametrize("key, arch", [("mamba_layers: [0]", "mamba_layers"),
+                                       ("mamba3_enabled: true", "mamba3_enabled")])
 def test_unbuilt_architectures_refused_naming_the_key(tmp_path, key, arch):
     path = write(tmp_path, TINY.replace("model:\n", f"model:\n  {key}\n"))
     msg = error_of(path)

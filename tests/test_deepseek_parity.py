@@ -26,8 +26,9 @@ MLA = dict(kv_latent_dim=16, d_rope=4, mla_nope_head_dim=8, mla_v_head_dim=6)
 
 def _mla_kwargs(c):
     shared = c.get("num_shared_experts", 1) if c.get("shared_expert_enabled") else 0
-    return dict(vocab_size=c["vocab_size"], hidden_size=c["hidden_size"], intermediate_size=c["dense_intermediate_size"],
-                moe_intermediate_size=c["intermediate_size"], num_hidden_layers=c["num_layers"],
+    return dict(vocab_size=c["vocab_size"], hidden_size=c["hidden_size"],
+                intermediate_size=c["dense_intermediate_size"], moe_intermediate_size=c["intermediate_size"],
+                num_hidden_layers=c["num_layers"],
                 num_attention_heads=c["num_heads"], num_key_value_heads=c["num_heads"], n_shared_experts=shared,
                 n_routed_experts=c["num_experts"], routed_scaling_factor=c.get("routed_scaling_factor", 1.0),
                 kv_lora_rank=c["kv_latent_dim"], q_lora_rank=c.get("q_latent_dim"), qk_rope_head_dim=c["d_rope"],
@@ -45,7 +46,8 @@ def reference_model(family, c):
         cls = transformers.DeepseekV3ForCausalLM
     elif family == "v2":
         grouped = (c.get("n_group") or 1) > 1
-        hf = transformers.DeepseekV2Config(**_mla_kwargs(c), topk_method="group_limited_greedy" if grouped else "greedy")
+        hf = transformers.DeepseekV2Config(**_mla_kwargs(c),
+                                           topk_method="group_limited_greedy" if grouped else "greedy")
         cls = transformers.DeepseekV2ForCausalLM
     else:
         hf = transformers.MixtralConfig(
