@@ -85,8 +85,9 @@ TRAINER_KEYS: dict[str, Key] = {
     "log_grad_norms": Key("bool", False, "write per-layer gradient norms to metrics.jsonl"),
     "sample_prompt": Key("str", "def ", "prompt of the sample printed at the end"),
     "sample_tokens": Key("int", 120, "tokens generated for that sample (0 = none)", minimum=0),
-    # Oxidizr keys accepted for compatibility; they do nothing until MoE / GRPO exist.
-    "load_balance_alpha": Key("float", 0.0, "MoE load-balancing loss weight", minimum=0.0),
+    "load_balance_alpha": Key("float", 0.0, "MoE: weight of the load-balancing (aux) loss added to the training "
+                              "loss", minimum=0.0),
+    # Oxidizr keys accepted for compatibility; they do nothing until GRPO exists.
     "group_size": Key("int", None, "GRPO rollouts per prompt (unused)", nullable=True),
     "beta_kl": Key("float", None, "GRPO KL weight (unused)", nullable=True),
 }
@@ -169,6 +170,11 @@ def _check_trainer(cfg: Config, backend_given: bool, problems: Problems, check_s
         problems.error(f"{lab('trainer.betas')} = {t['betas']} must each be in [0, 1)")
     if t["load_balance_alpha"] and not m["num_experts"]:
         problems.warn(f"{lab('trainer.load_balance_alpha')} is set but the model has no experts: it does nothing")
+    elif m["num_experts"] and m["moe_balance"] == "aux_loss" and not t["load_balance_alpha"]:
+        problems.warn(f"{lab('trainer.load_balance_alpha')} = 0 with model.moe_balance = 'aux_loss': nothing keeps "
+                      "the experts balanced (set load_balance_alpha, e.g. 0.01, or moe_balance: bias_update)")
+    elif m["num_experts"] and m["moe_balance"] == "none" and t["load_balance_alpha"]:
+        problems.warn(f"{lab('trainer.load_balance_alpha')} does nothing with model.moe_balance = 'none'")
     if t["group_size"] is not None or t["beta_kl"] is not None:
         problems.warn("trainer.group_size / trainer.beta_kl configure GRPO, which minigrad does not do: ignored")
     if check_supported and t["dtype"] != "f32":
@@ -226,6 +232,7 @@ class Run:
     val_step: int = -1
     non_finite: int = 0
     window: tuple[float, int] = (0.0, 0)  # seconds and steps since the last log line
+    progress: dict[str, str] = field(default_factory=dict)  # extra fields of the progress line (MoE imbalance)
 
     @property
     def tokens_per_step(self) -> int:
@@ -368,15 +375,18 @@ def save(run: Run, name: str) -> str:
 # ---- pieces of a training step -------------------------------------------------------------
 
 def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[np.ndarray, np.ndarray]],
-                         backend: str) -> float:
+                         backend: str, aux_weight: float = 0.0) -> float:
     """Forward and backward over ``k`` micro-batches, each loss scaled by 1/k, so the summed
-    gradients equal those of one batch k times larger. Returns the mean loss."""
+    gradients equal those of one batch k times larger. An MoE model's load-balancing loss is added,
+    ``aux_weight`` times. Returns the mean cross-entropy (without the aux loss, so it stays comparable)."""
     k = len(micro_batches)
     total = 0.0
     for x, y in micro_batches:
         logits = model(mg.Tensor(x, backend=backend))                # (B, T, vocab)
         loss = mg.cross_entropy(logits, mg.Tensor(y, backend=backend))
-        (loss if k == 1 else loss * (1.0 / k)).backward()
+        aux = model.auxiliary_loss() if aux_weight else None
+        objective = loss if aux is None else loss + aux * aux_weight
+        (objective if k == 1 else objective * (1.0 / k)).backward()
         total += loss.item()
     return total / k
 
@@ -421,6 +431,10 @@ def log_step(run: Run, loss: float, lr: float, grad_norm: float, layer_norms: di
                 "elapsed": round(run.elapsed, 3)}
     if layer_norms is not None:
         run.last["grad_norms"] = layer_norms
+    moe = run.model.routing_stats()  # MoE: tokens per expert, dropped slots, aux loss since the last line
+    if moe is not None:
+        run.last["moe"] = moe
+        run.progress = {"imbalance": f"{moe['load_imbalance']:.2f}"}
     run.metrics.write(run.last)
     run.reporter.event({"event": "step", **run.last})
     run.window = (0.0, 0)
@@ -464,7 +478,7 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
             lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
                               min_lr_ratio, t["decay_fraction"])
             batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
-            loss = accumulate_gradients(model, batches, run.backend)                 # forward + backward
+            loss = accumulate_gradients(model, batches, run.backend, t["load_balance_alpha"])  # forward + backward
             if after_backward is not None:
                 after_backward(model, run.step)
             log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
@@ -473,13 +487,14 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
             finite = math.isfinite(loss) and math.isfinite(grad_norm)
             if finite:  # a NaN/Inf step is skipped, not applied
                 optimizer.step()
+                model.after_step()  # MoE: DeepSeek-V3's bias balancing (moe_balance: bias_update)
             optimizer.zero_grad()
             run.step += 1
             dt = time.perf_counter() - t0
             run.elapsed, run.window = run.elapsed + dt, (run.window[0] + dt, run.window[1] + 1)
             if not finite:
                 skip_non_finite(run, loss, grad_norm)
-            run.reporter.step(1, loss, run.tokens_per_s, lr)
+            run.reporter.step(1, loss, run.tokens_per_s, lr, run.progress)
             if log_now:
                 log_step(run, loss, lr, grad_norm, layer_norms)
             at_end = run.step == run.total_steps

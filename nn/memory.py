@@ -1,4 +1,11 @@
-"""How much memory training a model takes, estimated before anything is allocated."""
+"""How much memory training a model takes, estimated before anything is allocated.
+
+Autograd keeps every intermediate tensor of the forward until the backward has used it (a Function
+holds its inputs), so the activations are the sum of the tensors a forward creates: counted below per
+token and layer for each kind of layer, in values (floats), by reading what each layer computes. The
+peak comes at the start of the backward, when the logits' gradient is made while all of that is
+still alive. ``tests/test_memory_estimate.py`` holds the sum to the peak RSS of real training steps.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,74 @@ from .config import ModelConfig
 # Optimizer state, in parameter-sized arrays: AdamW keeps two moments, Lion one, Muon a momentum for
 # its matrices and two AdamW moments for the rest (about one and a half).
 STATE_PER_PARAMETER = {"adamw": 2, "lion": 1, "muon": 1.5}
+INT64 = 2  # an int64 index takes the room of two float32 values
+
+
+def attention_values_per_token(cfg: ModelConfig, seq_len: int) -> int:
+    """An attention half-block's tensors, per token: the norm's output, the projections, the rotated
+    q and k, the attention probabilities (heads * seq_len), its output, o_proj's and the residual sum."""
+    h, heads = cfg.hidden_size, cfg.num_heads
+    if not cfg.uses_mla:
+        q, kv = heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        projections = (q + 2 * kv) + q + kv                                  # q|k|v, rope(q), rope(k)
+        return 1 + h + projections + heads * seq_len + q + 2 * h
+    nope, rope, v, latent = cfg.nope_head_dim, cfg.d_rope, cfg.v_head_dim, cfg.kv_latent_dim
+    qk = heads * (nope + rope)
+    q_rank = cfg.q_lora_rank
+    projections = (q_rank + 1 + q_rank + qk if q_rank else qk) + latent + rope   # [q_a | kv_a], q_a norm, q_b
+    latents = 1 + latent + 2 * (heads * rope + rope)                             # kv norm; de-interleave + rope
+    expanded = heads * (nope + v) + 2 * qk                                       # kv_b, then k and q joined
+    return 1 + h + projections + latents + expanded + heads * seq_len + heads * v + 2 * h
+
+
+def mlp_values_per_token(cfg: ModelConfig, layer_idx: int) -> int:
+    """An MLP half-block's tensors, per token: the norm's output, the SwiGLU's [gate | up] and hidden,
+    the down projection and the residual sum. An MoE layer keeps them for each of its k slots, plus the
+    router's scores and the routing indices, and adds its shared experts."""
+    h = cfg.hidden_size
+    if not cfg.is_moe_layer(layer_idx):
+        width = cfg.dense_ffn_size if cfg.uses_moe else cfg.ffn_size
+        return 1 + h + 3 * width + 2 * h
+    e, k, width = cfg.num_experts, cfg.experts_per_tok, cfg.ffn_size
+    # logits and scores (and sigmoid's normalised copy), the k weights; indices: the choices, the plan's
+    # order and slot rows, and the gather's row numbers
+    router = 2 * e + k + (e if cfg.router_score == "sigmoid" else 0) + (3 * k + 1) * INT64
+    routed = k * (2 * h + 3 * width) + h                                 # per slot: x, [gate | up], hidden, y
+    shared = 3 * width * cfg.shared_experts + 2 * h if cfg.shared_experts else 0
+    return 1 + h + router + routed + shared + h
+
+
+def stacked_weight_values(cfg: ModelConfig, layer_idx: int) -> int:
+    """Per layer, the copies of weights that one fused product stacks each forward (q|k|v or
+    q_a|kv_a, and gate|up)."""
+    h = cfg.hidden_size
+    if cfg.uses_mla:
+        q_rows = cfg.q_lora_rank or cfg.num_heads * (cfg.nope_head_dim + cfg.d_rope)
+        attention = (q_rows + cfg.kv_latent_dim + cfg.d_rope) * h
+    else:
+        attention = (cfg.num_heads + 2 * cfg.n_kv_heads) * cfg.head_dim * h
+    if cfg.is_moe_layer(layer_idx):
+        mlp = 2 * cfg.ffn_size * cfg.shared_experts * h
+    else:
+        mlp = 2 * (cfg.dense_ffn_size if cfg.uses_moe else cfg.ffn_size) * h
+    return attention + mlp
 
 
 def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: int, optimizer: str,
                     bytes_per_value: int = 4) -> dict[str, int]:
-    """Bytes for parameters, gradients, optimizer state and the activations autograd keeps for one
-    micro-batch of ``batch`` x ``seq_len`` tokens: per layer and token the block's inputs and norms,
-    q/k/v, the attention probabilities, the SwiGLU hiddens; then the logits with their softmax."""
-    h, kv = cfg.hidden_size, cfg.n_kv_heads * cfg.head_dim
-    per_token_layer = 6 * h + 2 * kv + 3 * cfg.ffn_size + cfg.num_heads * seq_len
-    per_token = cfg.num_layers * per_token_layer + 2 * h + 2 * cfg.vocab_size
+    """Bytes for parameters, gradients, optimizer state, the activations autograd keeps for one
+    micro-batch of ``batch`` x ``seq_len`` tokens (every layer's tensors, the embedding's and final
+    norm's outputs, the logits and their softmax gradient), and the backward's extra copy of the
+    logits' gradient."""
+    h, tokens = cfg.hidden_size, batch * seq_len
+    per_token = 2 * h + 2 * cfg.vocab_size
+    per_token += sum(attention_values_per_token(cfg, seq_len) + mlp_values_per_token(cfg, i)
+                     for i in range(cfg.num_layers))
+    stacked = sum(stacked_weight_values(cfg, i) for i in range(cfg.num_layers))
     n = num_parameters * bytes_per_value
     return {"parameters": n, "gradients": n, "optimizer state": int(n * STATE_PER_PARAMETER[optimizer]),
-            "activations": bytes_per_value * batch * seq_len * per_token}
+            "activations": bytes_per_value * (tokens * per_token + stacked),
+            "backward": bytes_per_value * tokens * cfg.vocab_size}
 
 
 def kv_cache_bytes_per_token(cfg: ModelConfig, bytes_per_value: int = 4) -> int:

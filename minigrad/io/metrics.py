@@ -91,10 +91,12 @@ class Reporter:
             self.out.write(json.dumps(_json_value(record)) + "\n")
             self.out.flush()
 
-    def step(self, n: int, loss: float, tokens_per_s: float, lr: float) -> None:
+    def step(self, n: int, loss: float, tokens_per_s: float, lr: float, extra: dict[str, str] | None = None) -> None:
+        """Advance the bar; ``extra``: more fields for its postfix (an MoE model's load imbalance)."""
         if self.bar is not None:
             self.bar.update(n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}", refresh=False)
+            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}", **(extra or {}),
+                                 refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
