@@ -10,11 +10,11 @@ from __future__ import annotations
 from minigrad.backend import Backend
 
 from . import config, ops
-from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, model_config
+from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
 from .generate import KVCache, generate, generate_text, sample_next
 from .layers import Embedding, Linear, RMSNorm
 from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel
-from .memory import training_memory
+from .memory import available_memory, parameter_count, training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
 
 
@@ -26,5 +26,5 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 
 __all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
            "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
-           "model_config", "check_model", "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text",
-           "sample_next", "training_memory", "config", "ops"]
+           "model_config", "check_model", "config_differences", "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text",
+           "sample_next", "training_memory", "parameter_count", "available_memory", "config", "ops"]

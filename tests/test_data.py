@@ -191,7 +191,7 @@ def test_prepare_data_cli(tmp_path):
     import train
 
     (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 200)
-    assert train.main(["prepare-data", "--text", str(tmp_path / "c.txt"), "--vocab-size", "280",
+    assert train.main(["prepare-data", "--text", str(tmp_path / "c.txt"), "--vocab-size", "280", "--seq-len", "8",
                        "--output", str(tmp_path / "d")]) == 0
     assert sorted(os.listdir(tmp_path / "d")) == ["meta.json", "tokenizer.json", "train.bin", "val.bin"]
     assert train.main(["prepare-data", "--text", str(tmp_path / "nope.txt"), "--output", str(tmp_path / "e")]) == 2

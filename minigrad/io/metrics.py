@@ -2,7 +2,8 @@
 tqdm bar with loss, tokens/s and ETA, or (``--headless``) one JSON object per line on stdout.
 
 In headless mode stdout carries only JSON, so a program can parse it line by line; every
-human-readable message goes to stderr instead.
+human-readable message goes to stderr instead. A reader that goes away (``train.py --headless | head``)
+does not stop the run: the closed stream is silenced and metrics.jsonl keeps everything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _json_value(x) for k, x in v.items()}
     return v
+
+
+def silence(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: what is written to it from now on goes nowhere
+    (after its reader closed the pipe), instead of raising BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test's StringIO)
+        pass
+
+
+def say(message: str, stream: TextIO | None = None) -> None:
+    """print() a line, flushed; a closed pipe silences the stream rather than ending the run."""
+    stream = stream or sys.stdout
+    try:
+        print(message, file=stream, flush=True)
+    except BrokenPipeError:
+        silence(stream)
 
 
 class MetricsLog:
@@ -81,20 +102,30 @@ class Reporter:
     def info(self, message: str) -> None:
         """A human-readable line: above the bar, or on stderr when headless."""
         if self.bar is not None:
-            self.bar.write(message, file=self.out)
+            try:
+                self.bar.write(message, file=self.out)
+            except BrokenPipeError:
+                silence(self.out)
         else:
-            print(message, file=sys.stderr if self.headless else self.out, flush=True)
+            say(message, sys.stderr if self.headless else self.out)
 
     def event(self, record: dict[str, Any]) -> None:
         """A structured event (step, eval, checkpoint, done): JSON when headless."""
         if self.headless:
-            self.out.write(json.dumps(_json_value(record)) + "\n")
-            self.out.flush()
+            try:
+                self.out.write(json.dumps(_json_value(record)) + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                silence(self.out)
 
     def step(self, n: int, loss: float, tokens_per_s: float, lr: float) -> None:
         if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}", refresh=False)
+            try:
+                self.bar.update(n)
+                self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}",
+                                     refresh=False)
+            except BrokenPipeError:
+                silence(sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
