@@ -26,5 +26,5 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 
 __all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
            "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
-           "model_config", "check_model", "config_differences", "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text",
-           "sample_next", "training_memory", "parameter_count", "available_memory", "config", "ops"]
+           "model_config", "check_model", "config_differences", "MODEL_KEYS", "build_model", "KVCache", "generate",
+           "generate_text", "sample_next", "training_memory", "parameter_count", "available_memory", "config", "ops"]

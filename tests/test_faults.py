@@ -86,10 +86,10 @@ def test_a_stop_signal_saves_and_resume_is_bitwise_equal(files, sig, status):
 
 
 def test_a_second_signal_exits_at_once(tmp_path):
-    script = ("import os, signal, sys, time\nsys.path.insert(0, %r)\nfrom minigrad.io import StopSignals\n"
-              "with StopSignals(print) as stop:\n    os.kill(os.getpid(), signal.SIGTERM)\n"
-              "    assert stop.signum == signal.SIGTERM\n    os.kill(os.getpid(), signal.SIGTERM)\n"
-              "    time.sleep(30)\n" % ROOT)
+    script = "\n".join([
+        "import os, signal, sys, time", f"sys.path.insert(0, {ROOT!r})", "from minigrad.io import StopSignals",
+        "with StopSignals(print) as stop:", "    os.kill(os.getpid(), signal.SIGTERM)",
+        "    assert stop.signum == signal.SIGTERM", "    os.kill(os.getpid(), signal.SIGTERM)", "    time.sleep(30)"])
     start = time.time()
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert r.returncode == 143 and time.time() - start < 20
@@ -137,10 +137,11 @@ def test_a_real_full_disk_keeps_earlier_checkpoints(files):
     disk.mkdir()
     run = disk / "run"
     flags = " ".join(argv(files, run, "--set", "trainer.save_interval=10", "--set", "trainer.eval_interval=0"))
+    check = (f"import sys; sys.path.insert(0, {ROOT!r}); from minigrad.io import load_checkpoint as load; "
+             f"print('loads', load({str(run / 'step-00000010')!r}).meta['step'], "
+             f"load({str(run / 'step-00000020')!r}).meta['step'])")
     script = (f"mount -t tmpfs -o size=800k tmpfs {disk} && {sys.executable} {TRAIN} {flags}; echo exit=$?; "
-              f"ls -a {run}; {sys.executable} -c 'import sys; sys.path.insert(0, \"{ROOT}\"); "
-              f"from minigrad.io import load_checkpoint as l; print(\"loads\", l(\"{run}/step-00000010\").meta[\"step\"],"
-              f" l(\"{run}/step-00000020\").meta[\"step\"])'; {sys.executable} {TRAIN} {flags} --resume auto; "
+              f"ls -a {run}; {sys.executable} -c \"{check}\"; {sys.executable} {TRAIN} {flags} --resume auto; "
               "echo resumed=$?")
     r = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=180)
     assert "exit=1" in r.stdout and "No space left on device" in r.stderr and "Traceback" not in r.stderr, r.stderr
