@@ -705,24 +705,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_sample_flags(args)
     run_dir = args.out or load_config(args.config, check_supported=False).trainer["checkpoint_dir"]
     path = resolve_checkpoint(args.checkpoint, run_dir)
-    ckpt = load_checkpoint(path)
-    check_run_meta(ckpt.meta, path, keys=("step", "config"))
-    bad = non_finite(ckpt.model)
-    if bad:
-        raise CheckpointError(f"{path}: its weights are not finite ({', '.join(bad[:3])}); sample another checkpoint")
-    tok_path = args.tokenizer
-    for cand in (os.path.join(path, "tokenizer.json"), os.path.join(os.path.dirname(path), "tokenizer.json")):
-        if tok_path is None and os.path.isfile(cand):
-            tok_path = cand
+    model, ckpt = nn.model_from_checkpoint(path, backend=args.backend or "numba")
+    tok_path = args.tokenizer or nn.tokenizer_beside(ckpt.path)
     if tok_path is None:
-        raise CheckpointError(f"{path}: no tokenizer.json with this run; pass --tokenizer FILE")
+        raise CheckpointError(f"{ckpt.path}: no tokenizer.json with this run; pass --tokenizer FILE")
     tokenizer = load_tokenizer(tok_path)
-    model = nn.build_model(ckpt.meta["config"]["model"], backend=args.backend or "numba", where=f"{path}/meta.json")
-    try:
-        model.load_state_dict(ckpt.model)
-    except nn.StateDictError as e:
-        raise CheckpointError(f"{path}: does not fit its own config: {e}") from None
-    print(f"# {path} (step {ckpt.meta['step']})", file=sys.stderr)
+    print(f"# {ckpt.path} (step {ckpt.meta['step']})", file=sys.stderr)
     say(nn.generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                          args.top_p, args.seed, log=_stderr_print))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from minigrad.backend import Backend
 
 from . import config, ops
+from .checkpoint import model_from_checkpoint, tokenizer_beside
 from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
 from .generate import KVCache, generate, generate_text, sample_next
 from .layers import Embedding, Linear, RMSNorm
@@ -24,7 +25,10 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
     return CausalLM(model_config(model_cfg, where), backend=backend, seed=seed)
 
 
-__all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
-           "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
-           "model_config", "check_model", "config_differences", "MODEL_KEYS", "build_model", "KVCache", "generate",
-           "generate_text", "sample_next", "training_memory", "parameter_count", "available_memory", "config", "ops"]
+__all__ = [
+    "Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
+    "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "build_model",
+    "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
+    "KVCache", "generate", "generate_text", "sample_next",
+    "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+]

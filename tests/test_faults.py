@@ -247,3 +247,30 @@ def test_all_non_finite_steps_stop_the_run_and_keep_good_checkpoints(files):
     for k, v in final_before.model.items():
         assert np.array_equal(v, final_after.model[k])
     assert not os.path.exists(run / ".lock")
+
+
+def test_weights_that_turn_non_finite_never_replace_a_good_final(files, capsys):
+    run = files / "run"
+    assert train.main(argv(files, run, "--set", "trainer.max_steps=10")) == 0
+    good = load_checkpoint(str(run / "final"))
+    cfg = train.load_config(str(files / "c.yaml"), [("trainer.data", str(files / "d.bin"), "t"),
+                                                    ("trainer.checkpoint_dir", str(run), "t"),
+                                                    ("trainer.max_steps", 14, "t")])
+
+    def blow_up(model, step):
+        if step == 12:
+            model.model.norm.weight.data[0] = np.inf  # an update that overflowed, say
+
+    summary = train.train(cfg, train.RunOptions(resume="auto", headless=True), after_backward=blow_up)
+    assert summary["checkpoint"] is None and "not saving final/: the weights are not finite" in capsys.readouterr().err
+    after = load_checkpoint(str(run / "final"))
+    assert after.meta["step"] == 10 and all(np.array_equal(v, after.model[k]) for k, v in good.model.items())
+
+
+def test_resuming_onto_other_data_says_so(files, capsys):
+    run = files / "run"
+    assert train.main(argv(files, run, "--set", "trainer.max_steps=5", "--set", "trainer.save_interval=5")) == 0
+    (np.arange(4000) * 5 % 64).astype("<u4").tofile(files / "other.bin")
+    flags = ["-f", str(files / "c.yaml"), "-d", str(files / "other.bin"), "--out", str(run), "--headless"]
+    assert train.main(flags + ["--resume", "auto", "--max-steps", "8"]) == 0
+    assert "was trained on other data than" in capsys.readouterr().err
