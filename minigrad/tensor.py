@@ -28,7 +28,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "backend", "requires_grad", "grad", "_ctx", "_out_index", "_hooks",
-                 "_retains_grad", "_grad_owned", "__weakref__")
+                 "_retains_grad", "_grad_owned", "_post_hooks", "__weakref__")
     __array_priority__ = 1000  # so ndarray (op) Tensor defers to Tensor's reflected op
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None,
@@ -51,6 +51,7 @@ class Tensor:
         self._hooks = None
         self._retains_grad = False
         self._grad_owned = False
+        self._post_hooks = None
 
     @classmethod
     def _from_array(cls, arr, backend: Backend, requires_grad: bool = False) -> Tensor:
@@ -148,6 +149,26 @@ class Tensor:
             self._hooks = []
         self._hooks.append(fn)
         return lambda: self._hooks.remove(fn)
+
+    def register_post_accumulate_grad_hook(self, fn: Callable[[Tensor], None]) -> Callable[[], None]:
+        """Call ``fn(self)`` during backward as soon as this leaf's ``.grad`` holds its whole gradient of
+        the pass (data-parallel training starts each gradient's all-reduce then, overlapping the rest of
+        backward). Returns a function that removes the hook."""
+        if self._ctx is not None or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook(): only a leaf that requires grad has one")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(fn)
+        autograd._POST_HOOKS[0] += 1
+
+        def remove() -> None:
+            self._post_hooks.remove(fn)
+            autograd._POST_HOOKS[0] -= 1
+        return remove
+
+    def _run_post_hooks(self) -> None:
+        for h in list(self._post_hooks):
+            h(self)
 
     def _apply_hooks(self, g):
         for h in self._hooks or ():
