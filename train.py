@@ -18,10 +18,12 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ import minigrad as mg  # first: importing minigrad applies the process-wide sett
 import numpy as np
 
 import nn
-from minigrad import optim
+from minigrad import distributed, optim
 from minigrad.config import ConfigError, Key, Problems, describe, merge_sources, parse_set, read_yaml
 from minigrad.data import BatchStream, DataError, WindowSampler, eval_batches, unigram_entropy
 from minigrad.data.dataset import Datasets, describe_files, ensure_default_data, open_datasets
@@ -39,6 +41,7 @@ from minigrad.data.tokenizer import load_tokenizer
 from minigrad.io import (
     CheckpointError,
     CheckpointWriteError,
+    RunDirError,
     RunLock,
     StopSignals,
     check_run_meta,
@@ -53,7 +56,7 @@ from minigrad.io import (
     step_dir_name,
     usable_dir,
 )
-from minigrad.io.metrics import MetricsLog, Reporter, fmt_bytes, say
+from minigrad.io.metrics import MetricsLog, NullLog, Reporter, fmt_bytes, say
 from minigrad.random import rng_states, set_rng_states
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,6 +107,14 @@ TRAINER_KEYS: dict[str, Key] = {
     "log_grad_norms": Key("bool", False, "write per-layer gradient norms to metrics.jsonl"),
     "sample_prompt": Key("str", "def ", "prompt of the sample printed at the end"),
     "sample_tokens": Key("int", 120, "tokens generated for that sample (0 = none)", minimum=0),
+    # data-parallel training (mpirun -n N, or --gpus 0,1,...)
+    "sync_backend": Key("str", "cpu", "how gradients are averaged across processes: cpu (MPI) or nccl (GPUs)",
+                        choices=("cpu", "nccl")),
+    "dist_timeout": Key("float", 300.0, "seconds a process waits for the others before giving up", minimum=1.0),
+    "bucket_mb": Key("float", 25.0, "MiB of gradients per all-reduce bucket", minimum=0.0),
+    "grad_exchange_dtype": Key("str", "f32", "precision gradients travel in: f32, f16 or bf16",
+                               choices=("f32", "f16", "bf16")),
+    "overlap_comm": Key("bool", True, "all-reduce gradient buckets while backward still runs"),
     # Oxidizr keys accepted for compatibility; they do nothing until MoE / GRPO exist.
     "load_balance_alpha": Key("float", 0.0, "MoE load-balancing loss weight", minimum=0.0),
     "group_size": Key("int", None, "GRPO rollouts per prompt (unused)", nullable=True),
@@ -243,6 +254,8 @@ class Run:
     val_batches: list
     total_steps: int
     stop_reason: str
+    comm: distributed.Communicator = field(default_factory=distributed.Communicator)
+    sync: distributed.GradientSync | None = None  # averages gradients over the processes (none for one)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     stream: BatchStream | None = None   # batches (and the data cursor), metrics.jsonl and the terminal:
     metrics: MetricsLog | None = None   # opened by start() once the run directory exists
@@ -258,12 +271,14 @@ class Run:
     non_finite: int = 0
     non_finite_streak: int = 0
     saved_step: int = -1                   # the step of the newest step-N checkpoint
+    interrupted: int | None = None         # the stop signal that ended the loop
     window: tuple[float, int] = (0.0, 0)  # seconds and steps since the last log line
 
     @property
     def tokens_per_step(self) -> int:
+        """Tokens of one optimizer step, over every process of the job."""
         t = self.cfg.trainer
-        return t["batch_size"] * t["gradient_accumulation"] * self.cfg.seq_len
+        return t["batch_size"] * t["gradient_accumulation"] * self.comm.size * self.cfg.seq_len
 
     @property
     def tokens_per_s(self) -> float:
@@ -344,8 +359,9 @@ def count_steps(cfg: Config, steps_per_epoch: int, log: Callable[[str], None]) -
     return t["max_steps"], "max_steps"
 
 
-def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> Run:
-    """Data, model, optimizer and schedule for ``cfg``; the state of a checkpoint if resuming."""
+def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None], comm: distributed.Communicator) -> Run:
+    """Data, model, optimizer and schedule for ``cfg``; the state of a checkpoint if resuming. In a
+    data-parallel job every process does this, and ends with rank 0's weights."""
     t = cfg.trainer
     for w in cfg.warnings:
         log(f"warning: {w}")
@@ -355,13 +371,16 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> Run:
     data, entropy = open_data(cfg, opts, log)
     model = nn.build_model(cfg.model_args(), backend=backend, seed=t["seed"], where=cfg.source)
     model.train()
-    sampler = WindowSampler(data.train, cfg.seq_len, t["batch_size"], seed=t["seed"])
-    steps_per_epoch = max(1, sampler.windows_per_epoch // (t["batch_size"] * t["gradient_accumulation"]))
+    sampler = WindowSampler(data.train, cfg.seq_len, t["batch_size"], seed=t["seed"], shard=(comm.rank, comm.size))
+    per_step = t["batch_size"] * t["gradient_accumulation"] * comm.size  # windows an optimizer step takes
+    steps_per_epoch = max(1, sampler.windows_per_epoch // per_step)
     total_steps, stop_reason = count_steps(cfg, steps_per_epoch, log)
     run = Run(cfg, log, backend, data, entropy, model, build_optimizer(model, t), sampler,
-              eval_batches(data.val, cfg.seq_len, t["batch_size"], t["eval_batches"]), total_steps, stop_reason)
+              eval_batches(data.val, cfg.seq_len, t["batch_size"], t["eval_batches"]), total_steps, stop_reason,
+              comm=comm)
+    world = f" x {comm.size} processes ({comm.name})" if comm.size > 1 else ""
     log(f"model: {model.num_parameters():,} parameters ({cfg.model.get('name') or cfg.source}); backend {backend}; "
-        f"{total_steps} steps of {t['batch_size']} x {t['gradient_accumulation']} x {cfg.seq_len} = "
+        f"{total_steps} steps of {t['batch_size']} x {t['gradient_accumulation']}{world} x {cfg.seq_len} = "
         f"{run.tokens_per_step:,} tokens ({steps_per_epoch} steps per epoch)")
     if opts.resume:
         run_dir = t["checkpoint_dir"]
@@ -371,6 +390,12 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> Run:
         else:
             resume(run, path)
             log(f"resumed from {path} at step {run.step}")
+    if comm.size > 1:  # every process starts from rank 0's weights (and they stay identical: same updates)
+        for p in model.parameters():
+            comm.broadcast_(p.data)
+        run.run_id = comm.broadcast_json(run.run_id)
+        exchange = {"f32": None, "f16": "float16", "bf16": "bfloat16"}[t["grad_exchange_dtype"]]
+        run.sync = distributed.GradientSync(model.parameters(), comm, t["bucket_mb"], exchange, t["overlap_comm"])
     return run
 
 
@@ -408,19 +433,23 @@ def resume(run: Run, path: str) -> None:
 
 
 def start(run: Run, opts: RunOptions) -> None:
-    """Open the run directory: its tokenizer copy, metrics.jsonl, the batch stream and the terminal output."""
-    t = run.cfg.trainer
-    if run.data.tokenizer_path:
+    """Open the run directory: its tokenizer copy, metrics.jsonl, the batch stream and the terminal output
+    (rank 0's alone in a data-parallel job)."""
+    t, root = run.cfg.trainer, run.comm.is_root
+    if run.data.tokenizer_path and root:
         shutil.copyfile(run.data.tokenizer_path, os.path.join(t["checkpoint_dir"], "tokenizer.json"))
-    run.metrics = MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
-                             resume_step=run.step if run.resumed else None)
+    run.metrics = (MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
+                              resume_step=run.step if run.resumed else None) if root else NullLog())
     run.stream = BatchStream(run.sampler, t["prefetch"])
-    run.reporter = Reporter(run.total_steps, run.step, opts.headless)
+    run.reporter = Reporter(run.total_steps, run.step, opts.headless, silent=not root)
 
 
 def save(run: Run, name: str) -> str | None:
     """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads.
-    Weights that are not finite are never saved (they would replace a good best/ or final/)."""
+    Weights that are not finite are never saved (they would replace a good best/ or final/). Only rank 0
+    writes (every process holds the same weights)."""
+    if not run.comm.is_root:
+        return None
     weights = run.model.state_dict()
     bad = non_finite(weights)
     if bad:
@@ -443,27 +472,38 @@ def save(run: Run, name: str) -> str | None:
 # ---- pieces of a training step -------------------------------------------------------------
 
 def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[np.ndarray, np.ndarray]],
-                         backend: str) -> float:
+                         backend: str, sync: distributed.GradientSync | None = None) -> float:
     """Forward and backward over ``k`` micro-batches, each loss scaled by 1/k, so the summed
-    gradients equal those of one batch k times larger. Returns the mean loss."""
+    gradients equal those of one batch k times larger. Returns the mean loss. With ``sync`` (a
+    data-parallel job), the last backward also averages the gradients over the processes."""
     k = len(micro_batches)
     total = 0.0
-    for x, y in micro_batches:
+    for i, (x, y) in enumerate(micro_batches):
         logits = model(mg.Tensor(x, backend=backend))                # (B, T, vocab)
         loss = mg.cross_entropy(logits, mg.Tensor(y, backend=backend))
+        if sync is not None and i == k - 1:
+            sync.arm()  # buckets are all-reduced as their gradients become final in this backward
         (loss if k == 1 else loss * (1.0 / k)).backward()
         total += loss.item()
+    if sync is not None:
+        sync.finish()
     return total / k
 
 
-def evaluate(model: nn.Module, batches: list[tuple[np.ndarray, np.ndarray]], backend: str) -> float:
-    """Mean cross-entropy over fixed validation batches, without building a graph."""
+def evaluate(model: nn.Module, batches: list[tuple[np.ndarray, np.ndarray]], backend: str,
+             comm: distributed.Communicator | None = None) -> float:
+    """Mean cross-entropy over fixed validation batches, without building a graph. In a data-parallel job
+    each process takes every size-th batch and the sums are added up, so all get the same number."""
+    comm = comm or distributed.Communicator()
     model.eval()
     with mg.no_grad():
         losses = [mg.cross_entropy(model(mg.Tensor(x, backend=backend)), mg.Tensor(y, backend=backend)).item()
-                  for x, y in batches]
+                  for x, y in batches[comm.rank::comm.size]]
     model.train()
-    return float(np.mean(losses))
+    if comm.size == 1:
+        return float(np.mean(losses))
+    total = comm.allreduce_(np.array([sum(losses), len(losses)], dtype=np.float64))
+    return float(total[0] / total[1])
 
 
 def grad_norms_by_layer(model: nn.Module) -> dict[str, float]:
@@ -510,7 +550,7 @@ def log_step(run: Run, loss: float, lr: float, grad_norm: float, layer_norms: di
 
 def validate(run: Run, loss: float) -> bool:
     """Evaluate and keep ``best/`` up to date; True when early stopping says the run should end."""
-    run.val_loss, run.val_step = evaluate(run.model, run.val_batches, run.backend), run.step
+    run.val_loss, run.val_step = evaluate(run.model, run.val_batches, run.backend, run.comm), run.step
     improved = run.val_loss < run.best_val
     run.best_val, run.bad_evals = (run.val_loss, 0) if improved else (run.best_val, run.bad_evals + 1)
     rec = {"step": run.step, "val_loss": run.val_loss, "best_val_loss": run.best_val,
@@ -534,39 +574,73 @@ def validate(run: Run, loss: float) -> bool:
 
 def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, int], None] | None = None) -> dict:
     """Run the training the config describes, holding the run directory's lock. ``after_backward(model,
-    step)`` is called with the gradients in place before clipping (a hook for experiments and tests)."""
-    log = _stderr_print if opts.headless else say  # headless: stdout carries only JSON
+    step)`` is called with the gradients in place before clipping (a hook for experiments and tests).
+    Under ``mpirun`` (or ``--gpus``) every process runs this; rank 0 alone owns the run directory."""
+    comm = distributed.init(cfg.trainer["sync_backend"], cfg.trainer["dist_timeout"])
+    quiet = not comm.is_root
+    log = (lambda m: None) if quiet else _stderr_print if opts.headless else say  # headless: stdout is JSON
+    try:
+        with claim(cfg, opts, comm):
+            run = setup(cfg, opts, log, comm)
+            start(run, opts)
+            with StopSignals(run.reporter.info) as stop:
+                try:
+                    loop(run, stop, after_backward)
+                finally:
+                    run.stream.close()
+                    run.reporter.close()
+            if run.interrupted is not None:
+                name, status = signal.Signals(run.interrupted).name, 128 + run.interrupted
+                path = save(run, step_dir_name(run.step)) if run.saved_step != run.step else \
+                    find_latest(cfg.trainer["checkpoint_dir"]) if comm.is_root else None
+                run.metrics.write({"event": "interrupted", "step": run.step, "signal": name, "checkpoint": path})
+                run.metrics.close()
+                raise Interrupted(name, status, run.step, path)
+            return finish(run)
+    finally:
+        comm.close()
+
+
+@contextmanager
+def claim(cfg: Config, opts: RunOptions, comm: distributed.Communicator):
+    """Hold the run directory for this run (rank 0 does it for a data-parallel job, and tells the others
+    whether it could): usable, locked, repaired after a crash mid-save, and not another run's."""
     run_dir = cfg.trainer["checkpoint_dir"]
-    usable_dir(run_dir, "trainer.checkpoint_dir (--out)")
-    with RunLock(run_dir):
-        recover(run_dir)  # put back what a crash in the middle of replacing best/ or final/ moved aside
-        claim_run_dir(run_dir, resuming=opts.resume is not None, overwrite=opts.overwrite)
-        run = setup(cfg, opts, log)
-        start(run, opts)
-        with StopSignals(run.reporter.info) as stop:
-            try:
-                loop(run, stop, after_backward)
-            finally:
-                run.stream.close()
-                run.reporter.close()
-        if stop.signum is not None and run.step < run.total_steps:
-            path = save(run, step_dir_name(run.step)) if run.saved_step != run.step else find_latest(run_dir)
-            run.metrics.write({"event": "interrupted", "step": run.step, "signal": stop.name, "checkpoint": path})
-            run.metrics.close()
-            raise Interrupted(stop.name, 128 + stop.signum, run.step, path)
-        return finish(run)
+    lock = RunLock(run_dir)
+    problem = None
+    if comm.is_root:
+        try:
+            usable_dir(run_dir, "trainer.checkpoint_dir (--out)")
+            lock.acquire()
+            recover(run_dir)  # put back what a crash in the middle of replacing best/ or final/ moved aside
+            claim_run_dir(run_dir, resuming=opts.resume is not None, overwrite=opts.overwrite)
+        except CheckpointError as e:
+            lock.release()
+            problem = str(e)
+            if comm.size == 1:
+                raise
+    problem = comm.broadcast_json(problem)
+    if problem is not None:
+        raise RunDirError(problem)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
     """The training loop: until the last step, an early stop, or a stop signal."""
     t, model, optimizer = run.cfg.trainer, run.model, run.optimizer
     min_lr_ratio = (t["min_lr"] if t["min_lr"] is not None else t["learning_rate"] / 10) / (t["learning_rate"] or 1)
-    while run.step < run.total_steps and stop.signum is None:
+    while run.step < run.total_steps:
+        if run.comm.any(stop.signum is not None):  # a stop signal: every process stops after the same step
+            run.interrupted = stop.signum or signal.SIGTERM
+            return
         t0 = time.perf_counter()
         lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
                           min_lr_ratio, t["decay_fraction"])
         batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
-        loss = accumulate_gradients(model, batches, run.backend)                     # forward + backward
+        loss = run.comm.mean(accumulate_gradients(model, batches, run.backend, run.sync))  # forward + backward
         if after_backward is not None:
             after_backward(model, run.step)
         log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
@@ -590,7 +664,7 @@ def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
         if (t["eval_interval"] and run.step % t["eval_interval"] == 0) or at_end:
             if validate(run, loss):  # early stopping
                 return
-        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end:
+        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end and run.comm.is_root:
             save(run, step_dir_name(run.step))
             rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
 
@@ -599,10 +673,11 @@ def finish(run: Run) -> dict:
     """Save final/, write the summary, print it and a generated sample."""
     t = run.cfg.trainer
     if run.val_step != run.step:  # no evaluation at the last step (a resumed, already finished run): measure it
-        run.val_loss = evaluate(run.model, run.val_batches, run.backend)
+        run.val_loss = evaluate(run.model, run.val_batches, run.backend, run.comm)
         run.last = {**run.last, "step": run.step, "val_loss": run.val_loss}
     final_path = save(run, "final")
-    rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
+    if run.comm.is_root:
+        rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
     summary = {"event": "done", "step": run.step, "stop": run.stop_reason, "final_loss": run.last.get("loss"),
                "val_loss": run.val_loss, "best_val_loss": run.best_val, "unigram_entropy": run.entropy,
                "tokens_per_s": run.step * run.tokens_per_step / max(run.elapsed, 1e-9),
@@ -613,7 +688,7 @@ def finish(run: Run) -> dict:
     run.log(f"done: {run.step} steps in {run.elapsed:.1f}s ({summary['tokens_per_s']:,.0f} tokens/s); val loss "
             f"{run.val_loss:.4f} (best {run.best_val:.4f}) vs unigram entropy {run.entropy:.4f} nats; "
             f"checkpoint {final_path}")
-    if t["sample_tokens"] and run.data.tokenizer_path:
+    if t["sample_tokens"] and run.data.tokenizer_path and run.comm.is_root:
         text = nn.generate_text(run.model, load_tokenizer(run.data.tokenizer_path), t["sample_prompt"],
                                 t["sample_tokens"], temperature=0.8, top_k=40, seed=t["seed"], log=run.log)
         run.log("sample:\n" + text)

@@ -43,6 +43,18 @@ def say(message: str, stream: TextIO | None = None) -> None:
         silence(stream)
 
 
+class NullLog:
+    """What a data-parallel process other than rank 0 writes metrics to: nothing."""
+
+    path = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class MetricsLog:
     """Appends records to ``run_dir/metrics.jsonl``, one JSON object per line, flushed each time."""
 
@@ -89,11 +101,13 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
 class Reporter:
     """The terminal side: a tqdm bar, or JSON lines when headless."""
 
-    def __init__(self, total_steps: int, start_step: int, headless: bool, stream: TextIO | None = None):
-        self.headless = headless
+    def __init__(self, total_steps: int, start_step: int, headless: bool, stream: TextIO | None = None,
+                 silent: bool = False):
+        self.headless = headless or silent
+        self.silent = silent  # a data-parallel process other than rank 0: rank 0 reports for the job
         self.out = stream or sys.stdout
         self.bar = None
-        if not headless:
+        if not self.headless:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
@@ -101,6 +115,8 @@ class Reporter:
 
     def info(self, message: str) -> None:
         """A human-readable line: above the bar, or on stderr when headless."""
+        if self.silent:
+            return
         if self.bar is not None:
             try:
                 self.bar.write(message, file=self.out)
@@ -111,7 +127,7 @@ class Reporter:
 
     def event(self, record: dict[str, Any]) -> None:
         """A structured event (step, eval, checkpoint, done): JSON when headless."""
-        if self.headless:
+        if self.headless and not self.silent:
             try:
                 self.out.write(json.dumps(_json_value(record)) + "\n")
                 self.out.flush()

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 from .checkpoint import CheckpointError, is_complete, list_checkpoints, meta_field
@@ -107,8 +108,8 @@ class RunLock:
                 if holder.get("host") not in (None, me["host"]):
                     raise RunDirError(f"{self.run_dir}: locked by a run on host {holder['host']} (pid "
                                       f"{holder.get('pid')}); if that run is gone, delete {self.path}") from None
-                if _alive(holder):
-                    raise RunDirError(f"{self.run_dir}: another run (pid {holder['pid']}) is training in this "
+                if _alive(holder) or (not holder and self._age() < 5.0):  # (a lock still being written)
+                    raise RunDirError(f"{self.run_dir}: another run (pid {holder.get('pid', '?')}) is training in this "
                                       "directory; wait for it to end, or pass another --out") from None
                 try:
                     os.remove(self.path)  # stale: its process is gone
@@ -120,6 +121,12 @@ class RunLock:
             self.held = True
             return self
         raise RunDirError(f"{self.run_dir}: could not take the run lock {self.path}")
+
+    def _age(self) -> float:
+        try:
+            return time.time() - os.path.getmtime(self.path)
+        except OSError:
+            return float("inf")
 
     def _holder(self) -> dict:
         try:
