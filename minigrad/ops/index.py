@@ -4,14 +4,6 @@ indices add up (a kernel, so each backend can supply a fast one)."""
 from __future__ import annotations
 
 from ..autograd import Function
-from ..backend import register_reference
-
-
-@register_reference("index_add")
-def index_add_reference(xp, out, key, src):
-    """out[key] += src, with repeated indices in ``key`` adding up (in place)."""
-    xp.add.at(out, key, src)
-    return out
 
 
 def _is_basic(key) -> bool:
@@ -29,7 +21,7 @@ class GetItem(Function):
         if _is_basic(self.key):
             out[self.key] = g  # basic indexing never repeats an element
         else:
-            self.backend.kernel("index_add")(self.xp, out, self.key, g)
+            self.backend.kernel("index_add")(out, self.key, g)
         return out
 
 
@@ -57,7 +49,7 @@ class Gather(Function):
 
     def backward(self, g):
         out = self.xp.zeros(self.shape, dtype=self.dtype)
-        self.backend.kernel("index_add")(self.xp, out, self.key, g)
+        self.backend.kernel("index_add")(out, self.key, g)
         return out, None
 
 
@@ -67,7 +59,7 @@ class ScatterAdd(Function):
     def forward(self, a, idx, src, axis):
         self.key = _along_axis_key(self.xp, idx, axis % a.ndim)
         out = a.copy()
-        self.backend.kernel("index_add")(self.xp, out, self.key, src)
+        self.backend.kernel("index_add")(out, self.key, src)
         return out
 
     def backward(self, g):
@@ -83,7 +75,7 @@ class IndexSelect(Function):
     def backward(self, g):
         out = self.xp.zeros(self.shape, dtype=self.dtype)
         key = (slice(None),) * self.axis + (self.idx,)
-        self.backend.kernel("index_add")(self.xp, out, key, g)
+        self.backend.kernel("index_add")(out, key, g)
         return out, None
 
 
@@ -97,5 +89,5 @@ class Embedding(Function):
     def backward(self, g):
         gw = self.xp.zeros(self.shape, dtype=self.dtype)
         flat_ids = self.ids.reshape(-1)
-        self.backend.kernel("index_add")(self.xp, gw, flat_ids, g.reshape(flat_ids.shape[0], -1))
+        self.backend.kernel("index_add")(gw, flat_ids, g.reshape(flat_ids.shape[0], -1))
         return gw, None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..autograd import Function
-from ..backend import register_reference
 
 
 def _mT(x):
@@ -76,28 +75,6 @@ class LogSoftmax(Function):
         return g - self.xp.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
 
 
-@register_reference("softmax_cross_entropy")
-def softmax_cross_entropy_reference(xp, logits, targets, ignore_index):
-    """Fused softmax + negative log-likelihood over the last axis of 2-D ``logits`` (N, C).
-
-    Returns (loss_sum, n_valid, dlogits_per_unit): the summed loss over targets that are not
-    ``ignore_index``, their count, and d(loss_sum)/d(logits), so the caller scales it once.
-    """
-    n = logits.shape[0]
-    valid = targets != ignore_index
-    safe_t = xp.where(valid, targets, 0)
-    m = logits.max(axis=1, keepdims=True)
-    e = xp.exp(logits - m)
-    s = e.sum(axis=1, keepdims=True)
-    logp_t = (logits[xp.arange(n), safe_t] - m[:, 0]) - xp.log(s[:, 0])
-    vmask = valid.astype(logits.dtype)
-    loss_sum = -(logp_t * vmask).sum()
-    grad = e / s
-    grad[xp.arange(n), safe_t] -= 1
-    grad *= vmask[:, None]
-    return loss_sum, int(valid.sum()), grad
-
-
 class CrossEntropy(Function):
     """Mean (or sum) cross-entropy of logits (..., C) against integer targets (...)."""
 
@@ -111,7 +88,7 @@ class CrossEntropy(Function):
             raise IndexError(f"cross_entropy: target {int(flat_t[bad][0])} is out of range for {c} classes "
                              f"(and is not ignore_index={ignore_index})")
         kernel = self.backend.kernel("softmax_cross_entropy")
-        loss_sum, n_valid, self.grad = kernel(self.xp, flat, flat_t, ignore_index)
+        loss_sum, n_valid, self.grad = kernel(flat, flat_t, ignore_index)
         if reduction == "mean":
             # torch gives nan when every target is ignored; so do we.
             self.scale = 1.0 / n_valid if n_valid else float("nan")
