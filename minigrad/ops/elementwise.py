@@ -1,4 +1,4 @@
-"""Elementwise ops: arithmetic, math functions and activations, forward beside backward.
+"""Elementwise ops: arithmetic, math functions, activations and dropout, forward beside backward.
 
 Binary ops may broadcast; their backward returns full-size gradients and the engine sums
 them back to each input's shape (autograd.unbroadcast).
@@ -283,3 +283,15 @@ class Cast(Function):
 
     def backward(self, g):
         return g
+
+
+class Dropout(Function):
+    """Zero each element with probability p and scale the rest by 1/(1-p). ``mask`` comes in
+    precomputed (from a seeded Generator) so the op itself stays deterministic."""
+
+    def forward(self, a, mask, p):
+        self.scale = (mask / (1.0 - p)).astype(a.dtype, copy=False)
+        return a * self.scale
+
+    def backward(self, g):
+        return g * self.scale, None
