@@ -94,31 +94,29 @@ class Pow(Function):
         return ga, gb
 
 
-class Maximum(Function):
+class _Extremum(Function):
+    """maximum / minimum of two tensors (``op`` names the xp function). The gradient goes to the
+    operand that was picked; on ties each gets half, as in torch."""
+
+    op = "maximum"
+
     def forward(self, a, b):
-        self.mask = a >= b  # ties send the gradient to a, as torch splits... see backward
         self.tie = a == b
-        return self.xp.maximum(a, b)
+        self.picks_a = a > b if self.op == "maximum" else a < b
+        return getattr(self.xp, self.op)(a, b)
 
     def backward(self, g):
-        # On ties torch gives each side half the gradient.
-        xp = self.xp
-        wa = xp.where(self.tie, 0.5, self.mask.astype(g.dtype)).astype(g.dtype, copy=False)
+        wa = self.xp.where(self.tie, 0.5, self.picks_a.astype(g.dtype)).astype(g.dtype, copy=False)
         return (g * wa if self.needs_grad[0] else None,
                 g * (1 - wa) if self.needs_grad[1] else None)
 
 
-class Minimum(Function):
-    def forward(self, a, b):
-        self.mask = a <= b
-        self.tie = a == b
-        return self.xp.minimum(a, b)
+class Maximum(_Extremum):
+    op = "maximum"
 
-    def backward(self, g):
-        xp = self.xp
-        wa = xp.where(self.tie, 0.5, self.mask.astype(g.dtype)).astype(g.dtype, copy=False)
-        return (g * wa if self.needs_grad[0] else None,
-                g * (1 - wa) if self.needs_grad[1] else None)
+
+class Minimum(_Extremum):
+    op = "minimum"
 
 
 class Where(Function):
