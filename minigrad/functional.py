@@ -367,6 +367,15 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) ->
     return ops.elementwise.Dropout.apply(x, mask, p=p)
 
 
+# ---- *_simple composites: the fused ops above, built from primitive ops ---------------
+# (autograd derives their backward; the tests hold each to its fused op and to torch)
+
+logsumexp_simple = ops.reduce.logsumexp_simple
+softmax_simple = ops.softmax.softmax_simple
+log_softmax_simple = ops.softmax.log_softmax_simple
+cross_entropy_simple = ops.loss.cross_entropy_simple
+
+
 # ---- Tensor methods (the list is in tensor.py) ---------------------------------------
 
 for _name in FUNCTIONAL_METHODS:
@@ -385,4 +394,6 @@ __all__ = [
     "gather", "take_along_axis", "scatter_add", "index_select", "embedding",
     # networks
     "matmul", "softmax", "log_softmax", "cross_entropy", "dropout",
+    # composites
+    "logsumexp_simple", "softmax_simple", "log_softmax_simple", "cross_entropy_simple",
 ]

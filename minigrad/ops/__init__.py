@@ -1,6 +1,7 @@
 """The differentiable primitives, grouped by kind. Each is a Function subclass with its
 forward and backward side by side; ``minigrad.functional`` wraps them as functions and
-``minigrad.tensor`` as operators.
+``minigrad.tensor`` as operators. Beside the fused softmax, log_softmax, cross_entropy and
+logsumexp stand their ``*_simple`` composites from primitive ops, for comparison.
 
 * ``elementwise``: arithmetic, math functions, activations, where/masked_fill/clip, dropout
 * ``reduce``: sum, mean, max/min, var, logsumexp

@@ -1,9 +1,12 @@
-"""Cross-entropy of logits against integer class targets, fused: softmax and negative
-log-likelihood in one kernel (``softmax_cross_entropy``), backward by hand."""
+"""Cross-entropy of logits against integer class targets: fused (softmax and negative
+log-likelihood in one kernel, backward by hand), and ``cross_entropy_simple``, the same loss from
+primitive ops, whose backward autograd derives (DeZero's ``softmax_cross_entropy_simple`` is the
+anchor)."""
 
 from __future__ import annotations
 
 from ..autograd import Function
+from .softmax import log_softmax_simple
 
 
 class CrossEntropy(Function):
@@ -32,3 +35,16 @@ class CrossEntropy(Function):
     def backward(self, g):
         return (self.grad * (g * self.scale)).reshape(self.shape), None
 
+
+def cross_entropy_simple(logits, targets, ignore_index: int = -100, reduction: str = "mean"):
+    """-log softmax(logits)[target], averaged (or summed) over the targets that are not
+    ``ignore_index``. logits (..., C) and integer targets (...) are Tensors; the targets are
+    assumed in range (the fused ``cross_entropy`` checks them)."""
+    c = logits.shape[-1]
+    logp = log_softmax_simple(logits.reshape(-1, c), axis=-1)      # (N, C)
+    t = targets.reshape(-1)                                         # (N,)
+    kept = t != ignore_index                                        # (N,) bool: the targets that count
+    picked = t * kept.astype(t.dtype)                               # an ignored target picks class 0 ...
+    weight = kept.astype(logp.dtype)
+    nll = -logp.gather(1, picked.unsqueeze(1)).squeeze(1) * weight  # ... with weight 0: (N,)
+    return nll.sum() if reduction == "sum" else nll.sum() / weight.sum()

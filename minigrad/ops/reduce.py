@@ -1,4 +1,5 @@
-"""Reductions. ``axis`` is an int, a tuple of ints or None; ``keepdims`` as in NumPy."""
+"""Reductions. ``axis`` is an int, a tuple of ints or None; ``keepdims`` as in NumPy.
+``logsumexp_simple`` is the fused LogSumExp's composite from primitive ops."""
 
 from __future__ import annotations
 
@@ -110,3 +111,12 @@ class LogSumExp(_Reduction):
 
     def backward(self, g):
         return self._unsqueeze(g) * self.soft
+
+
+def logsumexp_simple(x, axis=None, keepdims: bool = False):
+    """log(sum(exp(x))) from primitive ops, whose backward autograd derives: the max is
+    subtracted first so exp cannot overflow, and detached (the shift cancels in the value, so
+    no gradient flows through it). Unlike the fused op, an all -inf slice gives nan."""
+    m = x.max(axis=axis, keepdims=True).detach()
+    s = (x - m).exp().sum(axis=axis, keepdims=keepdims).log()
+    return s + (m if keepdims else m.reshape(s.shape))
