@@ -10,11 +10,12 @@ from __future__ import annotations
 from minigrad.backend import Backend
 
 from . import config, ops
-from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, model_config
+from .checkpoint import model_from_checkpoint, tokenizer_beside
+from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
 from .generate import KVCache, cache_for, generate, generate_text, sample_next
 from .layers import MLP, Embedding, Linear, RMSNorm
 from .llama import Attention, CausalLM, DecoderBlock, LlamaModel
-from .memory import kv_cache_bytes_per_token, training_memory
+from .memory import available_memory, kv_cache_bytes_per_token, parameter_count, training_memory
 from .mla import MLA, LatentKVCache
 from .module import Module, ModuleList, Parameter, StateDictError
 from .moe import MoE
@@ -27,8 +28,11 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
     return CausalLM(model_config(model_cfg, where), backend=backend, seed=seed)
 
 
-__all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
-           "Attention", "MLP", "MLA", "LatentKVCache", "MoE", "TopKRouter", "load_balancing_loss",
-           "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError", "model_config", "check_model",
-           "MODEL_KEYS", "build_model", "KVCache", "cache_for", "generate", "generate_text", "sample_next",
-           "training_memory", "kv_cache_bytes_per_token", "config", "ops"]
+__all__ = [
+    "Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
+    "Attention", "MLP", "MLA", "LatentKVCache", "MoE", "TopKRouter", "load_balancing_loss",
+    "DecoderBlock", "LlamaModel", "CausalLM", "build_model",
+    "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
+    "KVCache", "cache_for", "generate", "generate_text", "sample_next", "kv_cache_bytes_per_token",
+    "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+]

@@ -152,23 +152,24 @@ class CausalLM(Module):
             return None
         return losses[0] if len(losses) == 1 else mg.stack(losses).sum()
 
-    def after_step(self) -> None:
+    def after_step(self, allreduce=None) -> None:
         """Called after each optimizer step: with moe_balance: bias_update, each MoE router's bias moves
-        toward balance by the load of the step just taken (DeepSeek-V3's auxiliary-loss-free balancing)."""
+        toward balance by the load of the step just taken (DeepSeek-V3's auxiliary-loss-free balancing).
+        ``allreduce``: sums an array over the processes of a data-parallel job (they then agree)."""
         for m in self.moe_layers():
             if self.config.moe_balance == "bias_update":
-                m.update_bias()
+                m.update_bias(allreduce)
             else:
                 m.since_step.reset()
 
-    def routing_stats(self) -> dict | None:
+    def routing_stats(self, allreduce=None) -> dict | None:
         """Since the last call: each MoE layer's tokens per expert, the dropped slots, the mean aux loss
         and the load imbalance (the busiest expert's tokens over the mean; 1 is perfect balance, the
-        worst layer's is reported). None for a model without MoE layers."""
+        worst layer's is reported), over all processes with ``allreduce``. None without MoE layers."""
         layers = self.moe_layers()
         if not layers:
             return None
-        reports = {str(m.layer_idx): m.report() for m in layers}
+        reports = {str(m.layer_idx): m.report(allreduce) for m in layers}
         return {"expert_tokens": {i: r["expert_tokens"] for i, r in reports.items()},
                 "dropped_tokens": sum(r["dropped_tokens"] for r in reports.values()),
                 "aux_loss": sum(r["aux_loss"] for r in reports.values()),

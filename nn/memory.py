@@ -9,6 +9,8 @@ still alive. ``tests/test_memory_estimate.py`` holds the sum to the peak RSS of 
 
 from __future__ import annotations
 
+import os
+
 from .config import ModelConfig
 
 # Optimizer state, in parameter-sized arrays: AdamW keeps two moments, Lion one, Muon a momentum for
@@ -67,6 +69,45 @@ def stacked_weight_values(cfg: ModelConfig, layer_idx: int) -> int:
     return attention + mlp
 
 
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """The number of parameters ``nn.build_model(cfg)`` will have, counted from the config alone
+    (so a model too large for the machine is refused before its first array is allocated)."""
+    h = cfg.hidden_size
+    per_layer = sum(n * (_attention_parameters(cfg) + _mlp_parameters(cfg, i) + 2 * h) for i, n in _layer_kinds(cfg))
+    embeddings = cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2)               # + lm_head
+    return embeddings + per_layer + h                                                      # + final norm
+
+
+def _layer_kinds(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(a layer index of each kind, how many layers are of that kind): the dense ones, then the MoE ones.
+    Sums over layers are taken per kind, so a config with absurdly many layers is counted at once."""
+    moe = max(0, cfg.num_layers - cfg.first_dense_layers) if cfg.uses_moe else 0
+    kinds = [(0, cfg.num_layers - moe), (cfg.num_layers - moe, moe)]
+    return [(i, n) for i, n in kinds if n]
+
+
+def _attention_parameters(cfg: ModelConfig) -> int:
+    h, heads = cfg.hidden_size, cfg.num_heads
+    if not cfg.uses_mla:
+        d = cfg.head_dim
+        return h * heads * d + 2 * h * cfg.n_kv_heads * d + heads * d * h                  # q, k, v, o
+    qk = heads * (cfg.nope_head_dim + cfg.d_rope)
+    rank, latent = cfg.q_lora_rank, cfg.kv_latent_dim
+    query = h * rank + rank + rank * qk if rank else h * qk                               # q_a, its norm, q_b
+    kv = h * (latent + cfg.d_rope) + latent + latent * heads * (cfg.nope_head_dim + cfg.v_head_dim)
+    return query + kv + heads * cfg.v_head_dim * h                                        # + o_proj
+
+
+def _mlp_parameters(cfg: ModelConfig, layer_idx: int) -> int:
+    h = cfg.hidden_size
+    if not cfg.is_moe_layer(layer_idx):
+        return 3 * h * (cfg.dense_ffn_size if cfg.uses_moe else cfg.ffn_size)            # gate, up, down
+    experts = (cfg.num_experts + cfg.shared_experts) * 3 * h * cfg.ffn_size
+    return experts + cfg.num_experts * h                                                  # + the router
+
+
 def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: int, optimizer: str,
                     bytes_per_value: int = 4) -> dict[str, int]:
     """Bytes for parameters, gradients, optimizer state, the activations autograd keeps for one
@@ -75,13 +116,28 @@ def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: 
     logits' gradient."""
     h, tokens = cfg.hidden_size, batch * seq_len
     per_token = 2 * h + 2 * cfg.vocab_size
-    per_token += sum(attention_values_per_token(cfg, seq_len) + mlp_values_per_token(cfg, i)
-                     for i in range(cfg.num_layers))
-    stacked = sum(stacked_weight_values(cfg, i) for i in range(cfg.num_layers))
+    per_token += sum(n * (attention_values_per_token(cfg, seq_len) + mlp_values_per_token(cfg, i))
+                     for i, n in _layer_kinds(cfg))
+    stacked = sum(n * stacked_weight_values(cfg, i) for i, n in _layer_kinds(cfg))
     n = num_parameters * bytes_per_value
     return {"parameters": n, "gradients": n, "optimizer state": int(n * STATE_PER_PARAMETER[optimizer]),
             "activations": bytes_per_value * (tokens * per_token + stacked),
             "backward": bytes_per_value * tokens * cfg.vocab_size}
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM this process could still use (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def kv_cache_bytes_per_token(cfg: ModelConfig, bytes_per_value: int = 4) -> int:

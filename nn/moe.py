@@ -93,22 +93,31 @@ class MoE(Module):
             y = y + self.shared_experts(x)
         return y
 
-    def update_bias(self) -> None:
-        """DeepSeek-V3's bias update from the load of the step just taken (see TopKRouter.update_bias)."""
+    def update_bias(self, allreduce=None) -> None:
+        """DeepSeek-V3's bias update from the load of the step just taken (see TopKRouter.update_bias).
+        ``allreduce`` sums an array over the processes of a data-parallel job, so that all of them
+        move their bias alike."""
         if self.since_step.forwards:
-            self.gate.update_bias(self.since_step.load)
+            load = self.since_step.load
+            if allreduce is not None:
+                load = allreduce(load.astype(np.float64))
+            self.gate.update_bias(load)
         self.since_step.reset()
 
-    def report(self) -> dict:
-        """Tokens per expert, dropped slots and the mean aux loss since the last report, on the host."""
-        t = self.since_report
-        load = [int(v) for v in self.gate.weight.backend.to_numpy(t.load)]
+    def report(self, allreduce=None) -> dict:
+        """Tokens per expert, dropped slots and the mean aux loss since the last report, on the host
+        (summed over the processes by ``allreduce``, if given)."""
+        t, xp = self.since_report, self.since_report.xp
+        packed = xp.concatenate([t.load.astype(np.float64), xp.asarray([t.dropped, t.forwards], dtype=np.float64),
+                                 xp.reshape(xp.asarray(t.aux, dtype=np.float64), (1,))])
+        if allreduce is not None:
+            packed = allreduce(packed)
+        host = self.gate.weight.backend.to_numpy(packed)
+        load, (dropped, forwards, aux) = [int(v) for v in host[:-3]], host[-3:]
         mean = sum(load) / len(load)
-        aux = float(self.gate.weight.backend.to_numpy(t.aux)) / max(t.forwards, 1)
-        out = {"expert_tokens": load, "dropped_tokens": t.dropped, "aux_loss": aux,
-               "load_imbalance": max(load) / mean if mean else 1.0}
         t.reset()
-        return out
+        return {"expert_tokens": load, "dropped_tokens": int(dropped), "aux_loss": float(aux) / max(forwards, 1),
+                "load_imbalance": max(load) / mean if mean else 1.0}
 
     def extra_repr(self) -> str:
         return f"layer={self.layer_idx}, capacity_factor={self.capacity_factor}"

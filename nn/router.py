@@ -24,7 +24,6 @@ from .config import ModelConfig
 from .layers import uniform_parameter
 from .module import Module
 from .ops import linear
-from .ops.moe import kernel
 
 NORM_EPS = 1e-20  # transformers' guard in the top-k renormalisation
 
@@ -56,8 +55,8 @@ class TopKRouter(Module):
         bias = self.e_score_correction_bias
         choice = scores.data if bias is None else scores.data + bias.data        # steers the choice only
         # Group scores: DeepSeek-V3 (sigmoid) sums a group's two best, DeepSeek-V2 (softmax) takes its best.
-        experts = kernel(x.backend, "moe_topk")(choice, self.top_k, self.n_group, self.topk_group,
-                                                 "top2" if self.score == "sigmoid" else "max")
+        experts = x.backend.kernel("moe_topk")(choice, self.top_k, self.n_group, self.topk_group,
+                                                "top2" if self.score == "sigmoid" else "max")
         weights = mg.gather(scores, 1, Tensor._from_array(experts, x.backend))  # (N, k)
         if self.norm_topk_prob:
             weights = weights / (weights.sum(axis=-1, keepdims=True) + NORM_EPS)

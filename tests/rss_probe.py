@@ -37,7 +37,7 @@ def train_steps(model_cfg: dict, batch: int, seq_len: int, steps: int) -> nn.Cau
     rng = np.random.default_rng(0)
     for _ in range(steps):
         x = rng.integers(0, model_cfg["vocab_size"], (batch, seq_len + 1))
-        train.accumulate_gradients(model, [(x[:, :-1], x[:, 1:])], "numba", 0.01)
+        train.accumulate_gradients(model, [(x[:, :-1], x[:, 1:])], "numba", aux_weight=0.01)
         mg.optim.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()

@@ -108,6 +108,8 @@ def test_logits_and_every_gradient_match_transformers(case, backend):
     ref = reference_model(family, c)
     ours = nn.build_model(c, backend=backend)
     ours.load_state_dict({k: v.detach().numpy() for k, v in _nonempty(ref.state_dict().items()).items()})
+    # the count the trainer makes from the config alone (to refuse models too large) is the real one
+    assert nn.parameter_count(ours.config) == ours.num_parameters() == sum(p.numel() for p in ref.parameters())
 
     rng = np.random.default_rng(1)
     ids, targets = rng.integers(0, c["vocab_size"], (2, 11)), rng.integers(0, c["vocab_size"], (2, 11))

@@ -13,6 +13,7 @@ import yaml
 import minigrad as mg
 import nn
 import train
+from minigrad.io import load_checkpoint
 from minigrad.io.metrics import Reporter, read_metrics
 from train import load_config
 
@@ -71,7 +72,7 @@ def test_aux_loss_is_added_to_the_training_loss_with_its_weight():
     grads = {}
     for alpha in (0.0, 0.5):
         model.zero_grad()
-        loss = train.accumulate_gradients(model, batch, "numpy", alpha)
+        loss = train.accumulate_gradients(model, batch, "numpy", aux_weight=alpha)
         grads[alpha] = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
     model.zero_grad()
     model(mg.tensor(x[:, :-1], backend="numpy"))
@@ -90,7 +91,6 @@ def test_bias_update_moves_the_router_bias_during_training(tmp_path, data):
     cfg = load_config(path, [("trainer.data", data, "test")])
     assert not any("load_balance_alpha" in w for w in cfg.warnings)  # bias balancing needs no aux loss
     run(path, data)
-    from minigrad.io import load_checkpoint
     state = load_checkpoint(os.path.join(tmp_path, "run", "final")).model
     bias = state["model.layers.1.mlp.gate.e_score_correction_bias"]
     # six steps of +-0.001 per expert: each bias is a multiple of 0.001 within +-0.006, and some moved
@@ -116,3 +116,29 @@ def test_progress_line_shows_the_load_imbalance():
     reporter.step(1, 2.5, 1000.0, 1e-3, {"imbalance": "1.23"})
     assert reporter.bar.postfix is not None and "imbalance=1.23" in reporter.bar.postfix
     reporter.close()
+
+
+def test_resume_of_a_bias_balanced_mla_moe_run_is_bitwise(tmp_path, data):
+    """The router bias is a persistent buffer: it is checkpointed with the weights, and a resumed run
+    goes on exactly as an uninterrupted one (routing, bias steps and all)."""
+    model = {"router_score": "sigmoid", "moe_balance": "bias_update", "capacity_factor": 1.0}
+    kw = dict(max_steps=6, save_interval=3, gradient_accumulation=2, sample_tokens=0)
+    (tmp_path / "a").mkdir()
+    straight = load_config(write_config(tmp_path / "a", model=model, **kw), [("trainer.data", data, "test")])
+    train.train(straight, train.RunOptions(headless=True))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_3(model, step):
+        if step == 3:
+            raise Interrupt
+    (tmp_path / "b").mkdir()
+    split = load_config(write_config(tmp_path / "b", model=model, **kw), [("trainer.data", data, "test")])
+    with pytest.raises(Interrupt):
+        train.train(split, train.RunOptions(headless=True), after_backward=stop_at_3)
+    train.train(split, train.RunOptions(headless=True, resume="auto"))
+    a, b = (load_checkpoint(os.path.join(tmp_path, d, "run", "final")) for d in ("a", "b"))
+    assert any(np.abs(v).max() > 0 for k, v in a.model.items() if k.endswith("e_score_correction_bias"))
+    for k in a.model:
+        assert np.array_equal(a.model[k], b.model[k]), k

@@ -1,37 +1,37 @@
-"""Numba kernels for the "numba" backend; importing this package registers them all."""
+"""Numba kernels: the fast twins that the "numba" backend is given as its table.
 
-import os as _os
+Each module pairs by file name with its spec in ``kernels/reference`` and is held to it by
+tests/test_kernels_cpu.py. The kernels take and return NumPy arrays only (no ``xp``, nothing
+from minigrad), and return ``NotImplemented`` for a case they do not handle, which the
+backend then hands to the reference (see ``kernels/contracts.py``).
 
-import numba as _numba
+Importing this package imports Numba and, once, empties the on-disk caches of kernels that
+inline an edited ``_fast_math.py`` (``_cache_guard``); kernels compile, or load from that
+cache, on their first call.
+"""
 
-# Numba's default "omp" threading layer and OpenBLAS's threads fight over the cores (a training
-# step runs ~1.8x slower); "workqueue" yields between parallel regions. Set before any kernel
-# runs; a user's own NUMBA_THREADING_LAYER wins.
-if "NUMBA_THREADING_LAYER" not in _os.environ:
-    _numba.config.THREADING_LAYER = "workqueue"
+from __future__ import annotations
 
-from ._malloc import keep_freed_memory  # noqa: E402
+from collections.abc import Callable
 
-keep_freed_memory()  # large per-step arrays reuse heap memory instead of fresh, zeroed pages
-
-from . import (  # noqa: F401,E402
-    adamw,
-    attention,
-    cross_entropy,
-    erf,
-    index_add,
-    moe_dispatch,
-    moe_routing,
-    rms_norm,
-    rope,
-    swiglu,
-)
-from ._cache_guard import refresh_stale_caches  # noqa: E402
+from . import adamw, attention, cross_entropy, erf, index_add, moe_dispatch, moe_routing, rms_norm, rope, swiglu
+from ._cache_guard import refresh_stale_caches
 
 refresh_stale_caches([attention, cross_entropy, erf, index_add, moe_dispatch, rms_norm, rope, swiglu])
 
-# Kernels in the table layout (fn(*arrays), NotImplemented to decline), by name.
-KERNELS = {
+KERNELS: dict[str, Callable] = {
+    "rms_norm_forward": rms_norm.rms_norm_forward,
+    "rms_norm_backward": rms_norm.rms_norm_backward,
+    "rope_forward": rope.rope_forward,
+    "rope_backward": rope.rope_backward,
+    "swiglu_forward": swiglu.swiglu_forward,
+    "swiglu_backward": swiglu.swiglu_backward,
+    "attention_forward": attention.attention_forward,
+    "attention_backward": attention.attention_backward,
+    "softmax_cross_entropy": cross_entropy.softmax_cross_entropy,
+    "index_add": index_add.index_add,
+    "erf": erf.erf,
+    "adamw_step": adamw.adamw_step,
     "moe_topk": moe_routing.moe_topk,
     "moe_sort_by_expert": moe_routing.moe_sort_by_expert,
     "moe_gather": moe_dispatch.moe_gather,
@@ -39,7 +39,3 @@ KERNELS = {
     "moe_combine": moe_dispatch.moe_combine,
     "moe_combine_backward": moe_dispatch.moe_combine_backward,
 }
-
-from .._table_shim import install_numba  # noqa: E402  (temporary: until the kernel tables land)
-
-install_numba(KERNELS)

@@ -15,16 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernels._table_shim import install_reference
 from minigrad import Function, Tensor
-
-install_reference()  # temporary: until the kernel-table layout lands (kernels/_table_shim.py)
-
-
-def kernel(backend, name: str):
-    """``backend.kernel(name)`` with xp bound (the kernel-table calling convention)."""
-    fn = backend.kernel(name)
-    return lambda *arrays, **kw: fn(backend.xp, *arrays, **kw)
 
 
 @dataclass
@@ -43,7 +34,7 @@ class DispatchPlan:
 
 def plan_dispatch(backend, idx, num_experts: int, capacity: int = -1) -> DispatchPlan:
     """The plan for expert choices ``idx`` (N, k), each expert keeping at most ``capacity`` slots (< 0: all)."""
-    order, offsets, slot_row, load = kernel(backend, "moe_sort_by_expert")(idx, num_experts, capacity)
+    order, offsets, slot_row, load = backend.kernel("moe_sort_by_expert")(idx, num_experts, capacity)
     bounds = [int(v) for v in backend.to_numpy(offsets)]  # host ints: the per-expert loop's slices
     return DispatchPlan(order, slot_row, load, list(zip(bounds[:-1], bounds[1:])))
 
@@ -51,7 +42,7 @@ def plan_dispatch(backend, idx, num_experts: int, capacity: int = -1) -> Dispatc
 class RoutedExperts(Function):
     def forward(self, x, weights, gate_up, down, plan: DispatchPlan):
         xp, inner = self.xp, down.shape[2]
-        xs = kernel(self.backend, "moe_gather")(x, plan.order, weights.shape[1])       # (M, H)
+        xs = self.backend.kernel("moe_gather")(x, plan.order, weights.shape[1])       # (M, H)
         gu = xp.empty((xs.shape[0], 2 * inner), dtype=x.dtype)                         # (M, 2I): [gate | up]
         hidden = xp.empty((xs.shape[0], inner), dtype=x.dtype)                         # (M, I)
         ys = xp.empty_like(xs)                                                         # (M, H)
@@ -59,26 +50,26 @@ class RoutedExperts(Function):
         for e, (a, b) in enumerate(plan.spans):
             if b > a:
                 xp.matmul(xs[a:b], gate_up[e].T, out=gu[a:b])
-                swiglu(xp, gu[a:b, :inner], gu[a:b, inner:], out=hidden[a:b])
+                swiglu(gu[a:b, :inner], gu[a:b, inner:], out=hidden[a:b])
                 xp.matmul(hidden[a:b], down[e].T, out=ys[a:b])
         self.saved = (xs, gu, hidden, ys, weights, gate_up, down, plan)
-        return kernel(self.backend, "moe_combine")(ys, plan.slot_row, weights)
+        return self.backend.kernel("moe_combine")(ys, plan.slot_row, weights)
 
     def backward(self, g):
         xs, gu, hidden, ys, weights, gate_up, down, plan = self.saved
         xp, inner = self.xp, down.shape[2]
-        dys, dweights = kernel(self.backend, "moe_combine_backward")(g, ys, plan.slot_row, weights)
+        dys, dweights = self.backend.kernel("moe_combine_backward")(g, ys, plan.slot_row, weights)
         dgu, dxs = xp.empty_like(gu), xp.empty_like(xs)
         dgate_up, ddown = xp.zeros_like(gate_up), xp.zeros_like(down)  # experts that got no token: 0
         swiglu_backward = self.backend.kernel("swiglu_backward")
         for e, (a, b) in enumerate(plan.spans):
             if b > a:
                 xp.matmul(dys[a:b].T, hidden[a:b], out=ddown[e])                      # (H, I)
-                swiglu_backward(xp, dys[a:b] @ down[e], gu[a:b, :inner], gu[a:b, inner:],
+                swiglu_backward(dys[a:b] @ down[e], gu[a:b, :inner], gu[a:b, inner:],
                                 out=(dgu[a:b, :inner], dgu[a:b, inner:]))
                 xp.matmul(dgu[a:b].T, xs[a:b], out=dgate_up[e])                       # (2I, H)
                 xp.matmul(dgu[a:b], gate_up[e], out=dxs[a:b])                         # (rows, H)
-        dx = kernel(self.backend, "moe_gather_backward")(dxs, plan.slot_row) if self.needs_grad[0] else None
+        dx = self.backend.kernel("moe_gather_backward")(dxs, plan.slot_row) if self.needs_grad[0] else None
         return dx, dweights, dgate_up, ddown
 
 
