@@ -8,7 +8,8 @@ every weight and of the input) in three implementations on the same weights and 
 * minigrad on the "numba" backend (the Numba routing kernels; per-expert matmuls in BLAS),
 * minigrad on the "numpy" backend (the NumPy twins of the same kernels: the spec),
 * PyTorch eager: transformers' DeepseekV3MoE (sigmoid router with the score-correction bias,
-  renormalised top-k, its per-expert loop and index_add_).
+  renormalised top-k), its experts as ``grouped_mm`` (torch._grouped_mm, the default of
+  DeepseekV3ForCausalLM) and as ``eager`` (a Python loop over experts with index_add_).
 
 Shapes: Oxidizr's nano MoE layer (hidden 384, 4 experts of 1536, top-2, one shared expert) and 8
 experts top-2 at hidden 512. Calls alternate between the three, so a busy machine slows them alike;
@@ -50,12 +51,14 @@ def moe_config(s: dict) -> nn.ModelConfig:
                                 router_score="sigmoid", router_bias=True, norm_topk_prob=True))
 
 
-def torch_moe(cfg: nn.ModelConfig, ours: nn.MoE) -> torch.nn.Module:
-    """transformers' DeepseekV3MoE holding our layer's weights."""
+def torch_moe(cfg: nn.ModelConfig, ours: nn.MoE, experts_implementation: str) -> torch.nn.Module:
+    """transformers' DeepseekV3MoE holding our layer's weights; its experts run as ``grouped_mm`` (what
+    DeepseekV3ForCausalLM picks by default) or ``eager`` (a Python loop over the experts)."""
     hf = transformers.DeepseekV3Config(hidden_size=cfg.hidden_size, moe_intermediate_size=cfg.ffn_size,
                                        n_routed_experts=cfg.num_experts, num_experts_per_tok=cfg.experts_per_tok,
                                        n_shared_experts=cfg.shared_experts, n_group=1, topk_group=1,
                                        norm_topk_prob=True, routed_scaling_factor=1.0, hidden_act="silu")
+    hf._experts_implementation = experts_implementation
     layer = transformers.models.deepseek_v3.modeling_deepseek_v3.DeepseekV3MoE(hf).float()
     with torch.no_grad():
         for name, p in layer.named_parameters():
@@ -65,6 +68,17 @@ def torch_moe(cfg: nn.ModelConfig, ours: nn.MoE) -> torch.nn.Module:
 
 def _named(module: nn.Module):
     return [(k, v.numpy()) for k, v in module.named_parameters()]
+
+
+def outputs_agree(layers: dict, refs: dict, x: np.ndarray) -> float:
+    """The largest difference between the implementations' outputs (they must do the same work)."""
+    with torch.no_grad():
+        outs = [ref(torch.from_numpy(x)).numpy() for ref in refs.values()]
+    with mg.no_grad():
+        outs += [layer(mg.tensor(x, backend=be)).numpy() for be, layer in layers.items()]
+    worst = max(float(np.abs(o - outs[0]).max()) for o in outs) / float(np.abs(outs[0]).max())
+    assert worst < 1e-4, f"the implementations disagree: relative difference {worst:.1e}"
+    return worst
 
 
 def moe_step_ours(layer: nn.MoE, x: np.ndarray, g: np.ndarray, backend: str):
@@ -100,8 +114,8 @@ def median_times(steps: dict, repeats: int) -> dict[str, float]:
 
 def bench_moe(repeats: int) -> None:
     print("MoE layer, forward + backward (median ms per call; ratios < 1: the first is faster)")
-    print(f"{'shape':<14}{'tokens':>7}{'numba ms':>10}{'numpy ms':>10}{'torch ms':>10}"
-          f"{'numba/numpy':>13}{'numba/torch':>13}")
+    print(f"{'shape':<14}{'tokens':>7}{'numba ms':>10}{'numpy ms':>10}{'grouped ms':>11}{'eager ms':>10}"
+          f"{'numba/numpy':>13}{'numba/grouped':>15}{'numba/eager':>13}")
     for name, s in MOE_SHAPES.items():
         cfg = moe_config(s)
         rng = np.random.default_rng(0)
@@ -111,16 +125,22 @@ def bench_moe(repeats: int) -> None:
             p.data = weights[n].copy()
         for layer in layers.values():  # a bias that moves some choices, as after bias-update training
             layer.gate.e_score_correction_bias.data = (rng.standard_normal(s["experts"]) * 0.01).astype(np.float32)
-        ref = torch_moe(cfg, layers["numba"])
-        ref.gate.e_score_correction_bias.copy_(torch.from_numpy(layers["numba"].gate.e_score_correction_bias.numpy()))
         x = rng.standard_normal((1, s["tokens"], s["hidden"])).astype(np.float32)
         g = rng.standard_normal(x.shape).astype(np.float32)
         steps = {"numba": moe_step_ours(layers["numba"], x, g, "numba"),
-                 "numpy": moe_step_ours(layers["numpy"], x, g, "numpy"),
-                 "torch": moe_step_torch(ref, x, g)}
+                 "numpy": moe_step_ours(layers["numpy"], x, g, "numpy")}
+        refs = {}
+        for impl in ("grouped_mm", "eager"):
+            refs[impl] = torch_moe(cfg, layers["numba"], impl)
+            refs[impl].gate.e_score_correction_bias.copy_(
+                torch.from_numpy(layers["numba"].gate.e_score_correction_bias.numpy()))
+            steps[impl] = moe_step_torch(refs[impl], x, g)
+        outputs_agree(layers, refs, x)
         t = median_times(steps, repeats)
-        print(f"{name:<14}{s['tokens']:>7}{t['numba'] * 1e3:>10.1f}{t['numpy'] * 1e3:>10.1f}{t['torch'] * 1e3:>10.1f}"
-              f"{t['numba'] / t['numpy']:>13.2f}{t['numba'] / t['torch']:>13.2f}")
+        ms = {k: v * 1e3 for k, v in t.items()}
+        print(f"{name:<14}{s['tokens']:>7}{ms['numba']:>10.1f}{ms['numpy']:>10.1f}{ms['grouped_mm']:>11.1f}"
+              f"{ms['eager']:>10.1f}{t['numba'] / t['numpy']:>13.2f}{t['numba'] / t['grouped_mm']:>15.2f}"
+              f"{t['numba'] / t['eager']:>13.2f}")
 
 
 MLA_BASE = dict(hidden_size=256, num_layers=4, num_heads=4, vocab_size=4096, max_seq_len=256)
@@ -158,6 +178,25 @@ def bench_mla(repeats: int, batch: int = 8, seq: int = 256) -> None:
     for name in configs:
         print(f"{name:<6}{counts[name][0]:>12,}{batch * seq / t[name]:>10,.0f}{counts[name][1]:>18,}")
     print(f"mla/gqa tokens/s: {t['gqa'] / t['mla']:.2f}")
+    kv_cache_table()
+
+
+def kv_cache_table() -> None:
+    """KV-cache bytes per token (float32, every layer attention) of MHA, GQA and MLA for Oxidizr's model
+    shapes, measured from the caches that generation allocates."""
+    shapes = {"nano-start (h128, 4 layers, 4 heads)": dict(hidden_size=128, num_layers=4, num_heads=4,
+                                                            kv_latent_dim=64, q_latent_dim=64, d_rope=8),
+              "nano (h384, 8 layers, 6 heads)": dict(hidden_size=384, num_layers=8, num_heads=6,
+                                                      kv_latent_dim=192, q_latent_dim=192, d_rope=16)}
+    print(f"\nKV cache, bytes per token (all layers){'':<6}{'MHA':>8}{'GQA kv=2':>10}{'MLA':>8}{'MLA/MHA':>9}")
+    for name, c in shapes.items():
+        mla = {**c, "vocab_size": 64, "max_seq_len": 32}
+        dense = {k: v for k, v in mla.items() if k not in ("kv_latent_dim", "q_latent_dim", "d_rope")}
+        sizes = []
+        for cfg in (dense, {**dense, "kv_heads": 2}, mla):
+            model = nn.build_model(cfg)
+            sizes.append(nn.cache_for(model, batch=1).nbytes // cfg["max_seq_len"])
+        print(f"{name:<44}{sizes[0]:>8,}{sizes[1]:>10,}{sizes[2]:>8,}{sizes[2] / sizes[0]:>9.2f}")
 
 
 def main() -> None:
