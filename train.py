@@ -14,11 +14,13 @@ functions before it set a run up (data, model, optimizer, resume) and save it; t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -223,9 +225,10 @@ class TrainingError(RuntimeError):
 class Interrupted(Exception):
     """A stop signal ended the run after a checkpoint was written (exit status 128 + signal number)."""
 
-    def __init__(self, signal_name: str, status: int, step: int, path: str | None):
+    def __init__(self, signal_name: str, status: int, step: int, path: str | None, root: bool = True, world: int = 1):
         super().__init__(f"{signal_name} at step {step}")
         self.signal_name, self.status, self.step, self.path = signal_name, status, step, path
+        self.root, self.world = root, world
 
 
 @dataclass
@@ -448,9 +451,11 @@ def save(run: Run, name: str) -> str | None:
     """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads.
     Weights that are not finite are never saved (they would replace a good best/ or final/). Only rank 0
     writes (every process holds the same weights)."""
+    weights = run.model.state_dict()
+    if run.comm.size > 1:
+        check_identical(run.comm, weights, name)
     if not run.comm.is_root:
         return None
-    weights = run.model.state_dict()
     bad = non_finite(weights)
     if bad:
         run.reporter.info(f"step {run.step}: not saving {name}/: the weights are not finite ({', '.join(bad[:3])})")
@@ -467,6 +472,18 @@ def save(run: Run, name: str) -> str | None:
         run.saved_step = run.step
     run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
     return path
+
+
+def check_identical(comm: distributed.Communicator, weights: dict, name: str) -> None:
+    """Every process of a data-parallel job must hold rank 0's weights (they start from them and apply the
+    same averaged gradients); a process that drifted is a bug, found here at each checkpoint."""
+    digest = hashlib.sha1()
+    for k in sorted(weights):
+        digest.update(np.ascontiguousarray(weights[k]).tobytes())
+    ours = digest.hexdigest()
+    if comm.broadcast_json(ours) != ours:
+        raise distributed.DistributedError(f"rank {comm.rank}: its weights differ from rank 0's at checkpoint "
+                                           f"{name!r}; the processes have drifted apart")
 
 
 # ---- pieces of a training step -------------------------------------------------------------
@@ -577,6 +594,8 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
     step)`` is called with the gradients in place before clipping (a hook for experiments and tests).
     Under ``mpirun`` (or ``--gpus``) every process runs this; rank 0 alone owns the run directory."""
     comm = distributed.init(cfg.trainer["sync_backend"], cfg.trainer["dist_timeout"])
+    if comm.size > 1:  # which process is which, for whoever has to find a stuck one
+        _stderr_print(f"rank {comm.rank} of {comm.size} ({comm.name}): pid {os.getpid()} on {socket.gethostname()}")
     quiet = not comm.is_root
     log = (lambda m: None) if quiet else _stderr_print if opts.headless else say  # headless: stdout is JSON
     try:
@@ -595,8 +614,14 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
                     find_latest(cfg.trainer["checkpoint_dir"]) if comm.is_root else None
                 run.metrics.write({"event": "interrupted", "step": run.step, "signal": name, "checkpoint": path})
                 run.metrics.close()
-                raise Interrupted(name, status, run.step, path)
+                raise Interrupted(name, status, run.step, path, comm.is_root, comm.size)
             return finish(run)
+    except distributed.DistributedError as e:  # another process is gone: say so, then end the whole job
+        _stderr_print(f"error: {e}; the last complete checkpoint in {cfg.trainer['checkpoint_dir']} is intact")
+        if comm.size == 1:
+            raise
+        comm.abort(1)
+        os._exit(1)  # (should MPI_Abort return before the launcher ends this process)
     finally:
         comm.close()
 
@@ -664,9 +689,9 @@ def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
         if (t["eval_interval"] and run.step % t["eval_interval"] == 0) or at_end:
             if validate(run, loss):  # early stopping
                 return
-        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end and run.comm.is_root:
-            save(run, step_dir_name(run.step))
-            rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
+        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end:
+            if save(run, step_dir_name(run.step)):  # (every process takes part; rank 0 writes)
+                rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
 
 
 def finish(run: Run) -> dict:
@@ -712,7 +737,7 @@ FLAG_KEYS = {"data": "trainer.data", "val_data": "trainer.val_data", "target_dev
              "epochs": "trainer.num_epochs", "lr": "trainer.learning_rate", "seed": "trainer.seed",
              "prefetch": "trainer.prefetch", "dtype": "trainer.dtype", "max_checkpoints": "trainer.max_checkpoints",
              "out": "trainer.checkpoint_dir", "log_grad_norms": "trainer.log_grad_norms",
-             "fail_on_non_finite": "trainer.fail_on_non_finite"}
+             "fail_on_non_finite": "trainer.fail_on_non_finite", "sync_backend": "trainer.sync_backend"}
 
 
 def config_overrides(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
@@ -733,9 +758,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("\n".join(describe(name, keys) for name, keys in SECTIONS.items()))
         return 0
     cfg = load_config(args.config, config_overrides(args))
+    if args.gpus:  # one worker per GPU, each running this same command without --gpus
+        gpus = distributed.parse_gpus(args.gpus)
+        return distributed.launch_local(gpus, worker_argv(args.argv, cfg), script=os.path.abspath(__file__))
     train(cfg, RunOptions(data_dir=args.data_dir, resume=args.resume, headless=args.headless,
                           overwrite=args.overwrite, skip_memory_check=args.skip_memory_check))
     return 0
+
+
+def worker_argv(argv: list[str], cfg: Config) -> list[str]:
+    """The command line of a --gpus worker: the same flags without --gpus, on the cupy backend with NCCL."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            out.append(a)
+    return out + ["--backend", "cupy", "--sync-backend", "nccl"]
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> int:
@@ -824,6 +865,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "another run's checkpoints, deleting them")
     tr.add_argument("--skip-memory-check", action="store_true", help="train even when the memory estimate is "
                     "above the RAM this machine has free")
+    tr.add_argument("--gpus", metavar="0,1,...", help="data-parallel training on these GPUs, one worker process "
+                    "each (NCCL); across machines use mpirun instead")
+    tr.add_argument("--sync-backend", choices=("cpu", "nccl"), help="how gradients are averaged across processes: "
+                    "cpu (MPI, under mpirun) or nccl")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key, e.g. "
                     "--set model.hidden_size=128 (repeatable)")
     tr.add_argument("--help-config", action="store_true", help="list every config key and exit")
@@ -879,11 +924,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: train.py {argv[0]}: {NOT_BUILT_YET[argv[0]]} is not built yet", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (ConfigError, DataError, CheckpointError) as e:  # bad input: a config, data, checkpoint or flag
         _stderr_print(f"error: {e}")
         return 2
+    except distributed.DistributedError as e:  # (a single process: its message was not printed yet)
+        _stderr_print(f"error: {e}")
+        return 1
     except (TrainingError, CheckpointWriteError) as e:
         _stderr_print(f"error: {e}")
         return 1
@@ -891,10 +940,13 @@ def main(argv: list[str] | None = None) -> int:
         _stderr_print(f"error: {e.filename or 'writing'}: {e.strerror or e}")
         return 1
     except Interrupted as e:
+        if not e.root:  # rank 0 speaks for a data-parallel job
+            return e.status
         again = argv + ([] if "--resume" in argv else ["--resume", "auto"])
         where = f"checkpoint {e.path}" if e.path else "no checkpoint could be written"
-        _stderr_print(f"{e.signal_name}: stopped at step {e.step}; {where}. Continue with:\n  python train.py "
-                      + " ".join(shlex.quote(a) for a in again))
+        launcher = f"mpirun -n {e.world} " if e.world > 1 else ""
+        command = f"{launcher}python train.py " + " ".join(shlex.quote(a) for a in again)
+        _stderr_print(f"{e.signal_name}: stopped at step {e.step}; {where}. Continue with:\n  {command}")
         return e.status
     except KeyboardInterrupt:  # Ctrl-C before training started (nothing to save yet)
         _stderr_print("interrupted before training started")
