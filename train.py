@@ -4,6 +4,9 @@
     python train.py -f my.yaml -d data/my.bin --max-steps 2000 --set trainer.learning_rate=1e-3
     python train.py prepare-data --text corpus/ --vocab-size 4096 --output data/mine
     python train.py sample --checkpoint latest --prompt "def " --max-new-tokens 100
+    python train.py pack --username me            # hf/me/NAME/: a transformers folder with a model card
+    python train.py push --model hf/me/NAME       # to the Hugging Face Hub (HF_TOKEN)
+    python train.py export --gguf model.gguf      # for llama.cpp
 
 Reading order: the ``trainer:`` section's schema (the model section's is ``nn/config.py``), the config
 loader, then ``train()`` — the loop: set the learning rate, forward and backward over the micro-batches,
@@ -842,8 +845,8 @@ def add_packing_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description="Train, prepare data for, and sample from minigrad "
-                                "language models. With no subcommand, 'train' is meant.",
+    p = argparse.ArgumentParser(prog="train.py", description="Train, prepare data for, sample from, pack, push and "
+                                "export minigrad language models. With no subcommand, 'train' is meant.",
                                 epilog="Each subcommand has its own flags: python train.py train --help")
     sub = p.add_subparsers(dest="command")
     tr = sub.add_parser("train", help="train a model (the default)")
