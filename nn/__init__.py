@@ -3,6 +3,7 @@
     import nn
     model = nn.build_model({"hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 512})
     logits = model(ids)                # (batch, seq, vocab)
+    model = nn.from_pretrained("hf/me/my-model")   # a packed folder, or a transformers LlamaForCausalLM folder
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .memory import available_memory, kv_cache_bytes_per_token, parameter_count,
 from .mla import MLA, LatentKVCache
 from .module import Module, ModuleList, Parameter, StateDictError
 from .moe import MoE
+from .pretrained import ARCHITECTURES, PretrainedError, family_of, from_pretrained, read_pretrained, save_pretrained
 from .router import TopKRouter, load_balancing_loss
 
 
@@ -35,4 +37,5 @@ __all__ = [
     "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
     "KVCache", "cache_for", "generate", "generate_text", "sample_next", "kv_cache_bytes_per_token",
     "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+    "ARCHITECTURES", "PretrainedError", "family_of", "from_pretrained", "read_pretrained", "save_pretrained",
 ]
