@@ -26,7 +26,7 @@ from safetensors.numpy import save as st_save
 from minigrad.io import CheckpointError, non_finite
 from minigrad.io.safetensors_io import SafetensorsError, load_safetensors
 
-from . import arch_llama
+from . import arch_deepseek, arch_llama
 from .config import ConfigError, ModelConfig, model_config
 from .llama import CausalLM
 from .module import Module, StateDictError
@@ -58,12 +58,15 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture("llama", arch_llama.HF_CLASS, arch_llama.MODEL_TYPE, CausalLM, arch_llama.config_to_hf,
                           arch_llama.config_from_hf, arch_llama.weights_to_hf, arch_llama.weights_from_hf,
                           gguf_metadata=arch_llama.gguf_metadata, gguf_tensors=arch_llama.gguf_tensors),
+    "deepseek_v3": Architecture("deepseek_v3", arch_deepseek.HF_CLASS, arch_deepseek.MODEL_TYPE, CausalLM,
+                                arch_deepseek.config_to_hf, arch_deepseek.config_from_hf, arch_deepseek.weights_to_hf,
+                                arch_deepseek.weights_from_hf),
 }
 
 # What each family is called in messages, including those whose converter is not on this branch yet.
 FAMILY_NAMES = {"llama": "Llama-style", "mamba1": "Mamba1 (MambaForCausalLM)", "mamba2": "Mamba2 (Mamba2ForCausalLM)",
                 "mamba3": "Mamba3 (own model_type)", "hybrid": "Mamba/attention hybrid (own model_type)",
-                "deepseek_v3": "MLA + MoE (DeepseekV3ForCausalLM)"}
+                "deepseek_v3": "MLA + MoE (DeepseekV3ForCausalLM)", "moe": "MoE or MLA (own model_type)"}
 
 
 def family_of(cfg: ModelConfig) -> str:
@@ -75,7 +78,7 @@ def family_of(cfg: ModelConfig) -> str:
             return "mamba3"
         return "mamba2" if any(getattr(cfg, k) for k in vars(cfg) if k.startswith("mamba2_")) else "mamba1"
     if cfg.kv_latent_dim or cfg.q_latent_dim or cfg.num_experts:
-        return "deepseek_v3"
+        return "deepseek_v3" if arch_deepseek.is_deepseek_v3(cfg) else "moe"
     return "llama"
 
 
@@ -111,6 +114,13 @@ def own_config_from_hf(hf: dict, where: str) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: 'minigrad_model' (the model section) is missing or not an object")
     return section
+
+
+# MoE with grouped-query attention or a softmax router (Mixtral-, DeepSeek-V2-like): our own model_type
+ARCHITECTURES["moe"] = Architecture("moe", "MinigradMoEForCausalLM", "minigrad_moe", CausalLM,
+                                    own_config_to_hf("MinigradMoEForCausalLM", "minigrad_moe"), own_config_from_hf,
+                                    lambda state, cfg: dict(state), lambda weights, cfg: dict(weights),
+                                    in_transformers=False)
 
 
 def _dtype_name(state: dict[str, np.ndarray]) -> str:
