@@ -123,8 +123,9 @@ def bench_moe(repeats: int) -> None:
         weights = dict(_named(layers["numba"]))
         for n, p in layers["numpy"].named_parameters():
             p.data = weights[n].copy()
+        bias = (rng.standard_normal(s["experts"]) * 0.01).astype(np.float32)
         for layer in layers.values():  # a bias that moves some choices, as after bias-update training
-            layer.gate.e_score_correction_bias.data = (rng.standard_normal(s["experts"]) * 0.01).astype(np.float32)
+            layer.gate.e_score_correction_bias.data = bias.copy()
         x = rng.standard_normal((1, s["tokens"], s["hidden"])).astype(np.float32)
         g = rng.standard_normal(x.shape).astype(np.float32)
         steps = {"numba": moe_step_ours(layers["numba"], x, g, "numba"),
