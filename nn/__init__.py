@@ -10,12 +10,17 @@ from __future__ import annotations
 from minigrad.backend import Backend
 
 from . import config, ops
+from .cache import AttentionCache, KVCache, MambaCache, ModelCache
 from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, model_config
-from .generate import KVCache, generate, generate_text, sample_next
+from .generate import generate, generate_text, sample_next
 from .layers import Embedding, Linear, RMSNorm
-from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel
+from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel, make_block
+from .mamba import MambaMixer
+from .mamba2 import Mamba2Mixer
+from .mamba3 import Mamba3Mixer
 from .memory import training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
+from .ssm_block import MambaBackbone, MambaBlock
 
 
 def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = None, seed: int = 0,
@@ -27,4 +32,5 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 __all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
            "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
            "model_config", "check_model", "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text",
-           "sample_next", "training_memory", "config", "ops"]
+           "sample_next", "training_memory", "config", "ops", "AttentionCache", "MambaCache", "ModelCache",
+           "make_block", "MambaMixer", "Mamba2Mixer", "Mamba3Mixer", "MambaBackbone", "MambaBlock"]
