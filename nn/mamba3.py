@@ -175,4 +175,4 @@ class Mamba3Mixer(Module):
         # y_s must not count step s's own look-back share yet: subtract nxt_s (C_s . B_s) x_s, summed over ranks
         Bh, Ch = _to_heads(B, h).permute(0, 1, 3, 4, 2), _to_heads(C, h).permute(0, 1, 3, 2, 4)
         own = (Ch @ Bh) @ v.permute(0, 1, 3, 2, 4)                        # (B, T, H, R, P)
-        return y - nxt.reshape(b, t, h, 1, 1) * own.permute(0, 1, 3, 2, 4)
+        return y - nxt.reshape(b, t, 1, h, 1) * own.permute(0, 1, 3, 2, 4)
