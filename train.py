@@ -16,10 +16,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import shutil
+import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +33,30 @@ import minigrad as mg  # first: importing minigrad applies the process-wide sett
 import numpy as np
 
 import nn
-from minigrad import optim
+from minigrad import distributed, optim
 from minigrad.config import ConfigError, Key, Problems, describe, merge_sources, parse_set, read_yaml
 from minigrad.data import BatchStream, DataError, WindowSampler, eval_batches, unigram_entropy
 from minigrad.data.dataset import Datasets, describe_files, ensure_default_data, open_datasets
 from minigrad.data.tokenizer import load_tokenizer
-from minigrad.io import CheckpointError, find_latest, load_checkpoint, resolve_checkpoint, rotate, save_checkpoint
-from minigrad.io.checkpoint import step_dir_name
-from minigrad.io.metrics import MetricsLog, Reporter, fmt_bytes
+from minigrad.io import (
+    CheckpointError,
+    CheckpointWriteError,
+    RunDirError,
+    RunLock,
+    StopSignals,
+    check_run_meta,
+    claim_run_dir,
+    find_latest,
+    load_checkpoint,
+    non_finite,
+    recover,
+    resolve_checkpoint,
+    rotate,
+    save_checkpoint,
+    step_dir_name,
+    usable_dir,
+)
+from minigrad.io.metrics import MetricsLog, NullLog, Reporter, fmt_bytes, say
 from minigrad.random import rng_states, set_rng_states
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,7 +70,7 @@ TRAINER_KEYS: dict[str, Key] = {
     "target_device": Key("str", None, "Oxidizr's spelling of the backend: cpu = numba, gpu = cupy", nullable=True,
                          choices=("cpu", "gpu")),
     "dtype": Key("str", "f32", "parameter and activation precision", choices=("f32", "f16", "bf16")),
-    "seed": Key("int", 0, "seeds initialisation, data order and sampling"),
+    "seed": Key("int", 0, "seeds initialisation, data order and sampling", minimum=0),
     "data": Key("str", None, "a .bin token file or a directory; null = the embedded corpus", nullable=True),
     "val_data": Key("str", None, "validation tokens; null = val.bin beside the data, or a held-out tail",
                     nullable=True),
@@ -82,9 +102,19 @@ TRAINER_KEYS: dict[str, Key] = {
     "max_checkpoints": Key("int", 10, "step checkpoints kept (best and final are kept besides)", minimum=1),
     "prefetch": Key("int", 0, "batches prepared ahead by a background thread", minimum=0),
     "fail_on_non_finite": Key("bool", False, "stop on a NaN/Inf loss or gradient instead of skipping"),
+    "max_non_finite_steps": Key("int", 20, "stop after this many skipped (NaN/Inf) steps in a row (0 = never)",
+                                minimum=0),
     "log_grad_norms": Key("bool", False, "write per-layer gradient norms to metrics.jsonl"),
     "sample_prompt": Key("str", "def ", "prompt of the sample printed at the end"),
     "sample_tokens": Key("int", 120, "tokens generated for that sample (0 = none)", minimum=0),
+    # data-parallel training (mpirun -n N, or --gpus 0,1,...)
+    "sync_backend": Key("str", "cpu", "how gradients are averaged across processes: cpu (MPI) or nccl (GPUs)",
+                        choices=("cpu", "nccl")),
+    "dist_timeout": Key("float", 300.0, "seconds a process waits for the others before giving up", minimum=1.0),
+    "bucket_mb": Key("float", 25.0, "MiB of gradients per all-reduce bucket", minimum=0.0),
+    "grad_exchange_dtype": Key("str", "f32", "precision gradients travel in: f32, f16 or bf16",
+                               choices=("f32", "f16", "bf16")),
+    "overlap_comm": Key("bool", True, "all-reduce gradient buckets while backward still runs"),
     # Oxidizr keys accepted for compatibility; they do nothing until MoE / GRPO exist.
     "load_balance_alpha": Key("float", 0.0, "MoE load-balancing loss weight", minimum=0.0),
     "group_size": Key("int", None, "GRPO rollouts per prompt (unused)", nullable=True),
@@ -187,7 +217,15 @@ def check_vocab(cfg: Config, max_token: int, data_path: str) -> None:
 # ---- setting a run up ----------------------------------------------------------------------
 
 class TrainingError(RuntimeError):
-    """The run cannot go on (a non-finite loss under --fail-on-non-finite)."""
+    """The run cannot go on (non-finite losses, under --fail-on-non-finite or for too many steps in a row)."""
+
+
+class Interrupted(Exception):
+    """A stop signal ended the run after a checkpoint was written (exit status 128 + signal number)."""
+
+    def __init__(self, signal_name: str, status: int, step: int, path: str | None):
+        super().__init__(f"{signal_name} at step {step}")
+        self.signal_name, self.status, self.step, self.path = signal_name, status, step, path
 
 
 @dataclass
@@ -197,6 +235,8 @@ class RunOptions:
     data_dir: str = "data"        # where the embedded corpus is prepared
     resume: str | None = None     # a checkpoint path, "auto", or None
     headless: bool = False
+    overwrite: bool = False       # a fresh run may replace another run's checkpoints in its directory
+    skip_memory_check: bool = False
 
 
 @dataclass
@@ -204,6 +244,7 @@ class Run:
     """What a training run holds from step to step: the loop in train() reads and updates it."""
 
     cfg: Config
+    log: Callable[[str], None]
     backend: str
     data: Datasets
     entropy: float
@@ -213,6 +254,9 @@ class Run:
     val_batches: list
     total_steps: int
     stop_reason: str
+    comm: distributed.Communicator = field(default_factory=distributed.Communicator)
+    sync: distributed.GradientSync | None = None  # averages gradients over the processes (none for one)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     stream: BatchStream | None = None   # batches (and the data cursor), metrics.jsonl and the terminal:
     metrics: MetricsLog | None = None   # opened by start() once the run directory exists
     reporter: Reporter | None = None
@@ -225,12 +269,16 @@ class Run:
     val_loss: float | None = None
     val_step: int = -1
     non_finite: int = 0
+    non_finite_streak: int = 0
+    saved_step: int = -1                   # the step of the newest step-N checkpoint
+    interrupted: int | None = None         # the stop signal that ended the loop
     window: tuple[float, int] = (0.0, 0)  # seconds and steps since the last log line
 
     @property
     def tokens_per_step(self) -> int:
+        """Tokens of one optimizer step, over every process of the job."""
         t = self.cfg.trainer
-        return t["batch_size"] * t["gradient_accumulation"] * self.cfg.seq_len
+        return t["batch_size"] * t["gradient_accumulation"] * self.comm.size * self.cfg.seq_len
 
     @property
     def tokens_per_s(self) -> float:
@@ -253,14 +301,34 @@ def pick_backend(name: str, log: Callable[[str], None]) -> str:
     return "numba"
 
 
+def check_memory(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> None:
+    """Estimate the memory the run needs from the config alone and refuse, before allocating anything,
+    a run that cannot fit in the RAM this machine has free (--skip-memory-check overrides)."""
+    t, model_cfg = cfg.trainer, nn.model_config(cfg.model_args(), cfg.source)
+    n = nn.parameter_count(model_cfg)
+    mem = nn.training_memory(model_cfg, n, t["batch_size"], cfg.seq_len, t["optimizer"])
+    total = sum(mem.values())
+    log("memory estimate: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in mem.items())
+        + f"; total about {fmt_bytes(total)} ({n:,} parameters)")
+    free = nn.available_memory()
+    if free is not None and total > free and not opts.skip_memory_check and t["backend"] != "cupy":
+        raise ConfigError(f"{cfg.source}: this model needs about {fmt_bytes(total)} to train ({n:,} parameters, "
+                          f"batch {t['batch_size']} x {cfg.seq_len}) but the machine has {fmt_bytes(free)} free; "
+                          "shrink the model or the batch, or pass --skip-memory-check")
+
+
 def open_data(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> tuple[Datasets, float]:
-    """Open and check every token file before anything is built; the training tokens' unigram entropy."""
+    """Open and check every token file (and the tokenizer) before anything is built; the training
+    tokens' unigram entropy."""
     t = cfg.trainer
     train_path = t["data"] or ensure_default_data(opts.data_dir, cfg.model["vocab_size"], log)
     data = open_datasets(train_path, t["val_data"], cfg.seq_len)
-    check_vocab(cfg, data.max_token, data.train_path)
+    check_vocab(cfg, data.max_token_train, data.train_path)
+    check_vocab(cfg, data.max_token_val, data.val_path)
+    if data.tokenizer_path:
+        load_tokenizer(data.tokenizer_path)  # a corrupt tokenizer.json is found now, not after the run
     entropy = data.meta.get("unigram_entropy_nats")  # prepared data carries it; otherwise count
-    if entropy is None:
+    if not isinstance(entropy, (int, float)):
         entropy = unigram_entropy(data.train)
     log(f"data: train {describe_files(data.train)} ({data.train_path}), val {describe_files(data.val)} "
         f"({data.val_path}); unigram entropy of train {entropy:.3f} nats")
@@ -291,27 +359,29 @@ def count_steps(cfg: Config, steps_per_epoch: int, log: Callable[[str], None]) -
     return t["max_steps"], "max_steps"
 
 
-def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> Run:
-    """Data, model, optimizer and schedule for ``cfg``; the state of a checkpoint if resuming."""
+def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None], comm: distributed.Communicator) -> Run:
+    """Data, model, optimizer and schedule for ``cfg``; the state of a checkpoint if resuming. In a
+    data-parallel job every process does this, and ends with rank 0's weights."""
     t = cfg.trainer
     for w in cfg.warnings:
         log(f"warning: {w}")
+    check_memory(cfg, opts, log)
     backend = pick_backend(t["backend"], log)
     mg.set_default_backend(backend)
     data, entropy = open_data(cfg, opts, log)
     model = nn.build_model(cfg.model_args(), backend=backend, seed=t["seed"], where=cfg.source)
     model.train()
-    sampler = WindowSampler(data.train, cfg.seq_len, t["batch_size"], seed=t["seed"])
-    steps_per_epoch = max(1, sampler.windows_per_epoch // (t["batch_size"] * t["gradient_accumulation"]))
+    sampler = WindowSampler(data.train, cfg.seq_len, t["batch_size"], seed=t["seed"], shard=(comm.rank, comm.size))
+    per_step = t["batch_size"] * t["gradient_accumulation"] * comm.size  # windows an optimizer step takes
+    steps_per_epoch = max(1, sampler.windows_per_epoch // per_step)
     total_steps, stop_reason = count_steps(cfg, steps_per_epoch, log)
-    run = Run(cfg, backend, data, entropy, model, build_optimizer(model, t), sampler,
-              eval_batches(data.val, cfg.seq_len, t["batch_size"], t["eval_batches"]), total_steps, stop_reason)
-    mem = nn.training_memory(model.config, model.num_parameters(), t["batch_size"], cfg.seq_len, t["optimizer"])
+    run = Run(cfg, log, backend, data, entropy, model, build_optimizer(model, t), sampler,
+              eval_batches(data.val, cfg.seq_len, t["batch_size"], t["eval_batches"]), total_steps, stop_reason,
+              comm=comm)
+    world = f" x {comm.size} processes ({comm.name})" if comm.size > 1 else ""
     log(f"model: {model.num_parameters():,} parameters ({cfg.model.get('name') or cfg.source}); backend {backend}; "
-        f"{total_steps} steps of {t['batch_size']} x {t['gradient_accumulation']} x {cfg.seq_len} = "
+        f"{total_steps} steps of {t['batch_size']} x {t['gradient_accumulation']}{world} x {cfg.seq_len} = "
         f"{run.tokens_per_step:,} tokens ({steps_per_epoch} steps per epoch)")
-    log("memory estimate: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in mem.items())
-        + f"; total about {fmt_bytes(sum(mem.values()))}")
     if opts.resume:
         run_dir = t["checkpoint_dir"]
         path = find_latest(run_dir) if opts.resume == "auto" else resolve_checkpoint(opts.resume, run_dir)
@@ -320,47 +390,81 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> Run:
         else:
             resume(run, path)
             log(f"resumed from {path} at step {run.step}")
+    if comm.size > 1:  # every process starts from rank 0's weights (and they stay identical: same updates)
+        for p in model.parameters():
+            comm.broadcast_(p.data)
+        run.run_id = comm.broadcast_json(run.run_id)
+        exchange = {"f32": None, "f16": "float16", "bf16": "bfloat16"}[t["grad_exchange_dtype"]]
+        run.sync = distributed.GradientSync(model.parameters(), comm, t["bucket_mb"], exchange, t["overlap_comm"])
     return run
 
 
 def resume(run: Run, path: str) -> None:
-    """Weights, optimizer state, data cursor, RNG states and bookkeeping from checkpoint ``path``."""
+    """Weights, optimizer state, data cursor, RNG states and bookkeeping from checkpoint ``path``, after
+    checking that it is a finite checkpoint of this model (and saying so if the data differ)."""
     ckpt = load_checkpoint(path)
+    check_run_meta(ckpt.meta, path)
+    bad = non_finite(ckpt.model)
+    if bad:
+        raise CheckpointError(f"{path}: its weights are not finite ({', '.join(bad[:3])}); resume from an "
+                              "earlier checkpoint")
+    try:
+        theirs = nn.model_config(ckpt.meta["config"]["model"], f"{path}/meta.json", check_supported=False)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    differ = nn.config_differences(theirs, run.model.config)
+    if differ:
+        raise CheckpointError(f"{path}: was trained with another model ({'; '.join(differ)}: checkpoint vs "
+                              "config); resume with the config it was trained with")
+    if ckpt.meta.get("data_fingerprint") not in (None, run.data.fingerprint()):
+        run.log(f"warning: {path} was trained on other data than {run.data.train_path}; continuing on this data")
     try:
         run.model.load_state_dict(ckpt.model)
         run.optimizer.load_state(ckpt.optimizer, ckpt.meta["optimizer"])
-    except (nn.StateDictError, ValueError) as e:
+        run.sampler.load_state_dict(ckpt.meta["data_cursor"])
+        set_rng_states(ckpt.meta["rng"])
+    except (nn.StateDictError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: does not fit this config: {e}") from None
-    run.sampler.load_state_dict(ckpt.meta["data_cursor"])
-    set_rng_states(ckpt.meta["rng"])
     s = ckpt.meta["train_state"]
     run.step, run.bad_evals, run.elapsed = ckpt.meta["step"], s["bad_evals"], s["elapsed"]
     run.best_val = math.inf if s["best_val_loss"] is None else s["best_val_loss"]
-    run.resumed = True
+    run.run_id = ckpt.meta.get("run_id") or run.run_id
+    run.resumed, run.saved_step = True, run.step
 
 
 def start(run: Run, opts: RunOptions) -> None:
-    """Open the run directory: its tokenizer copy, metrics.jsonl, the batch stream and the terminal output."""
-    t = run.cfg.trainer
-    os.makedirs(t["checkpoint_dir"], exist_ok=True)
-    if run.data.tokenizer_path:
+    """Open the run directory: its tokenizer copy, metrics.jsonl, the batch stream and the terminal output
+    (rank 0's alone in a data-parallel job)."""
+    t, root = run.cfg.trainer, run.comm.is_root
+    if run.data.tokenizer_path and root:
         shutil.copyfile(run.data.tokenizer_path, os.path.join(t["checkpoint_dir"], "tokenizer.json"))
-    run.metrics = MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
-                             resume_step=run.step if run.resumed else None)
+    run.metrics = (MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
+                              resume_step=run.step if run.resumed else None) if root else NullLog())
     run.stream = BatchStream(run.sampler, t["prefetch"])
-    run.reporter = Reporter(run.total_steps, run.step, opts.headless)
+    run.reporter = Reporter(run.total_steps, run.step, opts.headless, silent=not root)
 
 
-def save(run: Run, name: str) -> str:
-    """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads."""
-    meta = {"step": run.step, "config": run.cfg.to_dict(), "config_source": run.cfg.source,
+def save(run: Run, name: str) -> str | None:
+    """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads.
+    Weights that are not finite are never saved (they would replace a good best/ or final/). Only rank 0
+    writes (every process holds the same weights)."""
+    if not run.comm.is_root:
+        return None
+    weights = run.model.state_dict()
+    bad = non_finite(weights)
+    if bad:
+        run.reporter.info(f"step {run.step}: not saving {name}/: the weights are not finite ({', '.join(bad[:3])})")
+        return None
+    meta = {"step": run.step, "run_id": run.run_id, "config": run.cfg.to_dict(), "config_source": run.cfg.source,
             "optimizer": run.optimizer.state_meta(), "data_cursor": run.stream.state_dict(), "rng": rng_states(),
             "train_state": {"best_val_loss": None if math.isinf(run.best_val) else run.best_val,
                             "bad_evals": run.bad_evals, "elapsed": run.elapsed},
             "metrics": run.last, "backend": run.backend, "tokens_seen": run.step * run.tokens_per_step,
+            "data_fingerprint": run.data.fingerprint(),
             "tokenizer": "../tokenizer.json" if run.data.tokenizer_path else None}
-    path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, run.model.state_dict(),
-                           run.optimizer.state_arrays(), meta)
+    path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, weights, run.optimizer.state_arrays(), meta)
+    if name.startswith("step-"):
+        run.saved_step = run.step
     run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
     return path
 
@@ -368,27 +472,38 @@ def save(run: Run, name: str) -> str:
 # ---- pieces of a training step -------------------------------------------------------------
 
 def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[np.ndarray, np.ndarray]],
-                         backend: str) -> float:
+                         backend: str, sync: distributed.GradientSync | None = None) -> float:
     """Forward and backward over ``k`` micro-batches, each loss scaled by 1/k, so the summed
-    gradients equal those of one batch k times larger. Returns the mean loss."""
+    gradients equal those of one batch k times larger. Returns the mean loss. With ``sync`` (a
+    data-parallel job), the last backward also averages the gradients over the processes."""
     k = len(micro_batches)
     total = 0.0
-    for x, y in micro_batches:
+    for i, (x, y) in enumerate(micro_batches):
         logits = model(mg.Tensor(x, backend=backend))                # (B, T, vocab)
         loss = mg.cross_entropy(logits, mg.Tensor(y, backend=backend))
+        if sync is not None and i == k - 1:
+            sync.arm()  # buckets are all-reduced as their gradients become final in this backward
         (loss if k == 1 else loss * (1.0 / k)).backward()
         total += loss.item()
+    if sync is not None:
+        sync.finish()
     return total / k
 
 
-def evaluate(model: nn.Module, batches: list[tuple[np.ndarray, np.ndarray]], backend: str) -> float:
-    """Mean cross-entropy over fixed validation batches, without building a graph."""
+def evaluate(model: nn.Module, batches: list[tuple[np.ndarray, np.ndarray]], backend: str,
+             comm: distributed.Communicator | None = None) -> float:
+    """Mean cross-entropy over fixed validation batches, without building a graph. In a data-parallel job
+    each process takes every size-th batch and the sums are added up, so all get the same number."""
+    comm = comm or distributed.Communicator()
     model.eval()
     with mg.no_grad():
         losses = [mg.cross_entropy(model(mg.Tensor(x, backend=backend)), mg.Tensor(y, backend=backend)).item()
-                  for x, y in batches]
+                  for x, y in batches[comm.rank::comm.size]]
     model.train()
-    return float(np.mean(losses))
+    if comm.size == 1:
+        return float(np.mean(losses))
+    total = comm.allreduce_(np.array([sum(losses), len(losses)], dtype=np.float64))
+    return float(total[0] / total[1])
 
 
 def grad_norms_by_layer(model: nn.Module) -> dict[str, float]:
@@ -402,15 +517,22 @@ def grad_norms_by_layer(model: nn.Module) -> dict[str, float]:
 
 
 def skip_non_finite(run: Run, loss: float, grad_norm: float) -> None:
-    """A step whose loss or gradient is NaN/Inf was not applied: record it, or stop under --fail-on-non-finite."""
+    """A step whose loss or gradient is NaN/Inf was not applied: record it; stop under --fail-on-non-finite,
+    or once ``trainer.max_non_finite_steps`` steps in a row were skipped (the weights are unchanged since)."""
     run.non_finite += 1
+    run.non_finite_streak += 1
     rec = {"event": "non_finite", "step": run.step, "loss": loss, "grad_norm": grad_norm}
     run.metrics.write(rec)
     run.reporter.event(rec)
     run.reporter.info(f"step {run.step}: non-finite loss {loss} / gradient norm {grad_norm}; update skipped")
-    if run.cfg.trainer["fail_on_non_finite"]:
+    t = run.cfg.trainer
+    if t["fail_on_non_finite"]:
         raise TrainingError(f"step {run.step}: non-finite loss {loss} or gradient norm {grad_norm} "
                             "(--fail-on-non-finite)")
+    if t["max_non_finite_steps"] and run.non_finite_streak >= t["max_non_finite_steps"]:
+        raise TrainingError(f"step {run.step}: the last {run.non_finite_streak} steps all had a non-finite loss or "
+                            f"gradient (trainer.max_non_finite_steps); stopping with the weights of step "
+                            f"{run.step - run.non_finite_streak}. Lower the learning rate or check the data")
 
 
 def log_step(run: Run, loss: float, lr: float, grad_norm: float, layer_norms: dict | None) -> None:
@@ -428,7 +550,7 @@ def log_step(run: Run, loss: float, lr: float, grad_norm: float, layer_norms: di
 
 def validate(run: Run, loss: float) -> bool:
     """Evaluate and keep ``best/`` up to date; True when early stopping says the run should end."""
-    run.val_loss, run.val_step = evaluate(run.model, run.val_batches, run.backend), run.step
+    run.val_loss, run.val_step = evaluate(run.model, run.val_batches, run.backend, run.comm), run.step
     improved = run.val_loss < run.best_val
     run.best_val, run.bad_evals = (run.val_loss, 0) if improved else (run.best_val, run.bad_evals + 1)
     rec = {"step": run.step, "val_loss": run.val_loss, "best_val_loss": run.best_val,
@@ -451,58 +573,111 @@ def validate(run: Run, loss: float) -> bool:
 # ---- the training run ----------------------------------------------------------------------
 
 def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, int], None] | None = None) -> dict:
-    """Run the training the config describes. ``after_backward(model, step)`` is called with the
-    gradients in place before clipping (a hook for experiments and tests). Returns a summary."""
-    t = cfg.trainer
-    run = setup(cfg, opts, _stderr_print if opts.headless else print)  # headless: stdout carries only JSON
-    model, optimizer = run.model, run.optimizer
-    min_lr_ratio = (t["min_lr"] if t["min_lr"] is not None else t["learning_rate"] / 10) / (t["learning_rate"] or 1)
-    start(run, opts)
+    """Run the training the config describes, holding the run directory's lock. ``after_backward(model,
+    step)`` is called with the gradients in place before clipping (a hook for experiments and tests).
+    Under ``mpirun`` (or ``--gpus``) every process runs this; rank 0 alone owns the run directory."""
+    comm = distributed.init(cfg.trainer["sync_backend"], cfg.trainer["dist_timeout"])
+    quiet = not comm.is_root
+    log = (lambda m: None) if quiet else _stderr_print if opts.headless else say  # headless: stdout is JSON
     try:
-        while run.step < run.total_steps:
-            t0 = time.perf_counter()
-            lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
-                              min_lr_ratio, t["decay_fraction"])
-            batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
-            loss = accumulate_gradients(model, batches, run.backend)                 # forward + backward
-            if after_backward is not None:
-                after_backward(model, run.step)
-            log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
-            layer_norms = grad_norms_by_layer(model) if log_now and t["log_grad_norms"] else None
-            grad_norm = optim.clip_grad_norm_(model.parameters(), t["grad_clip"] or math.inf)
-            finite = math.isfinite(loss) and math.isfinite(grad_norm)
-            if finite:  # a NaN/Inf step is skipped, not applied
-                optimizer.step()
-            optimizer.zero_grad()
-            run.step += 1
-            dt = time.perf_counter() - t0
-            run.elapsed, run.window = run.elapsed + dt, (run.window[0] + dt, run.window[1] + 1)
-            if not finite:
-                skip_non_finite(run, loss, grad_norm)
-            run.reporter.step(1, loss, run.tokens_per_s, lr)
-            if log_now:
-                log_step(run, loss, lr, grad_norm, layer_norms)
-            at_end = run.step == run.total_steps
-            if (t["eval_interval"] and run.step % t["eval_interval"] == 0) or at_end:
-                if validate(run, loss):  # early stopping
-                    break
-            if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end:
-                save(run, step_dir_name(run.step))
-                rotate(t["checkpoint_dir"], t["max_checkpoints"])
+        with claim(cfg, opts, comm):
+            run = setup(cfg, opts, log, comm)
+            start(run, opts)
+            with StopSignals(run.reporter.info) as stop:
+                try:
+                    loop(run, stop, after_backward)
+                finally:
+                    run.stream.close()
+                    run.reporter.close()
+            if run.interrupted is not None:
+                name, status = signal.Signals(run.interrupted).name, 128 + run.interrupted
+                path = save(run, step_dir_name(run.step)) if run.saved_step != run.step else \
+                    find_latest(cfg.trainer["checkpoint_dir"]) if comm.is_root else None
+                run.metrics.write({"event": "interrupted", "step": run.step, "signal": name, "checkpoint": path})
+                run.metrics.close()
+                raise Interrupted(name, status, run.step, path)
+            return finish(run)
     finally:
-        run.stream.close()
-        run.reporter.close()
-    return finish(run)
+        comm.close()
+
+
+@contextmanager
+def claim(cfg: Config, opts: RunOptions, comm: distributed.Communicator):
+    """Hold the run directory for this run (rank 0 does it for a data-parallel job, and tells the others
+    whether it could): usable, locked, repaired after a crash mid-save, and not another run's."""
+    run_dir = cfg.trainer["checkpoint_dir"]
+    lock = RunLock(run_dir)
+    problem = None
+    if comm.is_root:
+        try:
+            usable_dir(run_dir, "trainer.checkpoint_dir (--out)")
+            lock.acquire()
+            recover(run_dir)  # put back what a crash in the middle of replacing best/ or final/ moved aside
+            claim_run_dir(run_dir, resuming=opts.resume is not None, overwrite=opts.overwrite)
+        except CheckpointError as e:
+            lock.release()
+            problem = str(e)
+            if comm.size == 1:
+                raise
+    problem = comm.broadcast_json(problem)
+    if problem is not None:
+        raise RunDirError(problem)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
+    """The training loop: until the last step, an early stop, or a stop signal."""
+    t, model, optimizer = run.cfg.trainer, run.model, run.optimizer
+    min_lr_ratio = (t["min_lr"] if t["min_lr"] is not None else t["learning_rate"] / 10) / (t["learning_rate"] or 1)
+    while run.step < run.total_steps:
+        if run.comm.any(stop.signum is not None):  # a stop signal: every process stops after the same step
+            run.interrupted = stop.signum or signal.SIGTERM
+            return
+        t0 = time.perf_counter()
+        lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
+                          min_lr_ratio, t["decay_fraction"])
+        batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
+        loss = run.comm.mean(accumulate_gradients(model, batches, run.backend, run.sync))  # forward + backward
+        if after_backward is not None:
+            after_backward(model, run.step)
+        log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
+        layer_norms = grad_norms_by_layer(model) if log_now and t["log_grad_norms"] else None
+        grad_norm = optim.clip_grad_norm_(model.parameters(), t["grad_clip"] or math.inf)
+        finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        if finite:  # a NaN/Inf step is skipped, not applied
+            optimizer.step()
+        optimizer.zero_grad()
+        run.step += 1
+        dt = time.perf_counter() - t0
+        run.elapsed, run.window = run.elapsed + dt, (run.window[0] + dt, run.window[1] + 1)
+        if finite:
+            run.non_finite_streak = 0
+        else:
+            skip_non_finite(run, loss, grad_norm)
+        run.reporter.step(1, loss, run.tokens_per_s, lr)
+        if log_now:
+            log_step(run, loss, lr, grad_norm, layer_norms)
+        at_end = run.step == run.total_steps
+        if (t["eval_interval"] and run.step % t["eval_interval"] == 0) or at_end:
+            if validate(run, loss):  # early stopping
+                return
+        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end and run.comm.is_root:
+            save(run, step_dir_name(run.step))
+            rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
 
 
 def finish(run: Run) -> dict:
     """Save final/, write the summary, print it and a generated sample."""
     t = run.cfg.trainer
     if run.val_step != run.step:  # no evaluation at the last step (a resumed, already finished run): measure it
-        run.val_loss = evaluate(run.model, run.val_batches, run.backend)
+        run.val_loss = evaluate(run.model, run.val_batches, run.backend, run.comm)
         run.last = {**run.last, "step": run.step, "val_loss": run.val_loss}
     final_path = save(run, "final")
-    rotate(t["checkpoint_dir"], t["max_checkpoints"])
+    if run.comm.is_root:
+        rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
     summary = {"event": "done", "step": run.step, "stop": run.stop_reason, "final_loss": run.last.get("loss"),
                "val_loss": run.val_loss, "best_val_loss": run.best_val, "unigram_entropy": run.entropy,
                "tokens_per_s": run.step * run.tokens_per_step / max(run.elapsed, 1e-9),
@@ -510,20 +685,19 @@ def finish(run: Run) -> dict:
     run.metrics.write(summary)
     run.metrics.close()
     run.reporter.event(summary)
-    out = _stderr_print if run.reporter.headless else print
-    out(f"done: {run.step} steps in {run.elapsed:.1f}s ({summary['tokens_per_s']:,.0f} tokens/s); val loss "
-        f"{run.val_loss:.4f} (best {run.best_val:.4f}) vs unigram entropy {run.entropy:.4f} nats; "
-        f"checkpoint {final_path}")
-    if t["sample_tokens"] and run.data.tokenizer_path:
+    run.log(f"done: {run.step} steps in {run.elapsed:.1f}s ({summary['tokens_per_s']:,.0f} tokens/s); val loss "
+            f"{run.val_loss:.4f} (best {run.best_val:.4f}) vs unigram entropy {run.entropy:.4f} nats; "
+            f"checkpoint {final_path}")
+    if t["sample_tokens"] and run.data.tokenizer_path and run.comm.is_root:
         text = nn.generate_text(run.model, load_tokenizer(run.data.tokenizer_path), t["sample_prompt"],
-                                t["sample_tokens"], temperature=0.8, top_k=40, seed=t["seed"], log=out)
-        out("sample:\n" + text)
+                                t["sample_tokens"], temperature=0.8, top_k=40, seed=t["seed"], log=run.log)
+        run.log("sample:\n" + text)
         summary["sample"] = text
     return summary
 
 
 def _stderr_print(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    say(message, sys.stderr)
 
 
 # ---- the command line ----------------------------------------------------------------------
@@ -559,41 +733,61 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("\n".join(describe(name, keys) for name, keys in SECTIONS.items()))
         return 0
     cfg = load_config(args.config, config_overrides(args))
-    train(cfg, RunOptions(data_dir=args.data_dir, resume=args.resume, headless=args.headless))
+    train(cfg, RunOptions(data_dir=args.data_dir, resume=args.resume, headless=args.headless,
+                          overwrite=args.overwrite, skip_memory_check=args.skip_memory_check))
     return 0
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> int:
     from minigrad.data.tokenizer import prepare_data, read_documents
 
+    for flag, value, low in (("--vocab-size", args.vocab_size, 1), ("--seq-len", args.seq_len, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be at least {low}")
+    usable_dir(args.output, "--output")
     if args.text is None:
         from minigrad.data import corpus
 
         docs, source = corpus.stdlib_documents(), "python-stdlib " + corpus.describe()
     else:
-        docs, source = read_documents(args.text), os.path.abspath(args.text)
+        docs = read_documents(args.text, errors="replace" if args.replace_bad_bytes else "strict")
+        source = os.path.abspath(args.text)
     try:
-        prepare_data(docs, args.vocab_size, args.output, source=source)
+        prepare_data(docs, args.vocab_size, args.output, source=source, seq_len=args.seq_len)
     except ValueError as e:  # a vocab size too small for a byte-level BPE
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"--vocab-size {args.vocab_size}: {e}") from None
     return 0
 
 
+def check_sample_flags(args: argparse.Namespace) -> None:
+    """Refuse sampling settings that would be silently ignored or meaningless."""
+    bad = []
+    if args.max_new_tokens < 0:
+        bad.append(f"--max-new-tokens {args.max_new_tokens}: must be 0 or more")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        bad.append(f"--temperature {args.temperature}: must be a finite number >= 0 (0 = greedy)")
+    if args.top_k is not None and args.top_k < 1:
+        bad.append(f"--top-k {args.top_k}: must be at least 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        bad.append(f"--top-p {args.top_p}: must be in (0, 1]")
+    if bad:
+        raise ConfigError("; ".join(bad))
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    check_sample_flags(args)
     run_dir = args.out or load_config(args.config, check_supported=False).trainer["checkpoint_dir"]
     path = resolve_checkpoint(args.checkpoint, run_dir)
-    ckpt = load_checkpoint(path)
-    tok_path = args.tokenizer
-    for cand in (os.path.join(path, "tokenizer.json"), os.path.join(os.path.dirname(path), "tokenizer.json")):
-        if tok_path is None and os.path.isfile(cand):
-            tok_path = cand
+    model, ckpt = nn.model_from_checkpoint(path, backend=args.backend or "numba")
+    tok_path = args.tokenizer or nn.tokenizer_beside(ckpt.path)
     if tok_path is None:
-        raise CheckpointError(f"{path}: no tokenizer.json with this run; pass --tokenizer FILE")
-    model = nn.build_model(ckpt.meta["config"]["model"], backend=args.backend or "numba", where=path)
-    model.load_state_dict(ckpt.model)
-    print(f"# {path} (step {ckpt.meta['step']})", file=sys.stderr)
-    print(nn.generate_text(model, load_tokenizer(tok_path), args.prompt, args.max_new_tokens, args.temperature,
-                           args.top_k, args.top_p, args.seed, log=_stderr_print))
+        raise CheckpointError(f"{ckpt.path}: no tokenizer.json with this run; pass --tokenizer FILE")
+    tokenizer = load_tokenizer(tok_path)
+    print(f"# {ckpt.path} (step {ckpt.meta['step']})", file=sys.stderr)
+    say(nn.generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                         args.top_p, args.seed, log=_stderr_print))
     return 0
 
 
@@ -626,6 +820,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", metavar="DIR", help="run directory (overrides trainer.checkpoint_dir)")
     tr.add_argument("--log-grad-norms", action="store_true", help="per-layer gradient norms into metrics.jsonl")
     tr.add_argument("--fail-on-non-finite", action="store_true", help="stop on a NaN/Inf loss or gradient")
+    tr.add_argument("--overwrite", action="store_true", help="start a fresh run in a directory that holds "
+                    "another run's checkpoints, deleting them")
+    tr.add_argument("--skip-memory-check", action="store_true", help="train even when the memory estimate is "
+                    "above the RAM this machine has free")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key, e.g. "
                     "--set model.hidden_size=128 (repeatable)")
     tr.add_argument("--help-config", action="store_true", help="list every config key and exit")
@@ -636,6 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "them (default: the embedded corpus)")
     pd.add_argument("--vocab-size", type=int, default=4096)
     pd.add_argument("--output", metavar="DIR", default="data")
+    pd.add_argument("--seq-len", type=int, default=256, help="the training window the data is for: a validation "
+                    "split shorter than one window is refused (default: 256, configs/nano-start.yaml's)")
+    pd.add_argument("--replace-bad-bytes", action="store_true", help="read text that is not valid UTF-8 with "
+                    "U+FFFD for the bad bytes, instead of refusing it")
     pd.set_defaults(func=cmd_prepare_data)
 
     sa = sub.add_parser("sample", help="generate text from a checkpoint")
@@ -664,7 +866,8 @@ def with_subcommand(argv: list[str]) -> list[str]:
         return argv
     for i, word in enumerate(argv):
         takes_value = i > 0 and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and argv[i - 1] not in (
-            "--headless", "--log-grad-norms", "--fail-on-non-finite", "--help-config")
+            "--headless", "--log-grad-norms", "--fail-on-non-finite", "--help-config", "--overwrite",
+            "--skip-memory-check")
         if (word in SUBCOMMANDS or word in NOT_BUILT_YET) and not takes_value:
             return [word, *argv[:i], *argv[i + 1:]]
     return ["train", *argv]
@@ -678,18 +881,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, DataError, CheckpointError) as e:  # bad input: a config, data, checkpoint or flag
+        _stderr_print(f"error: {e}")
         return 2
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (TrainingError, CheckpointWriteError) as e:
+        _stderr_print(f"error: {e}")
         return 1
-    except KeyboardInterrupt:
-        print("interrupted (resume with --resume auto)", file=sys.stderr)
+    except OSError as e:  # a fault while writing (disk full, permissions): name the file, no traceback
+        _stderr_print(f"error: {e.filename or 'writing'}: {e.strerror or e}")
+        return 1
+    except Interrupted as e:
+        again = argv + ([] if "--resume" in argv else ["--resume", "auto"])
+        where = f"checkpoint {e.path}" if e.path else "no checkpoint could be written"
+        _stderr_print(f"{e.signal_name}: stopped at step {e.step}; {where}. Continue with:\n  python train.py "
+                      + " ".join(shlex.quote(a) for a in again))
+        return e.status
+    except KeyboardInterrupt:  # Ctrl-C before training started (nothing to save yet)
+        _stderr_print("interrupted before training started")
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

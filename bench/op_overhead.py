@@ -18,22 +18,16 @@ import io
 import os
 import pstats
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
-THREADS = 2
-# Before NumPy loads, so both libraries see the same thread count and the env the project expects.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
-os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+import _common  # first: thread counts, sys.path and minigrad's process settings, before NumPy loads
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import minigrad as mg
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import minigrad as mg  # noqa: E402
+THREADS = _common.THREADS
 
 
 def loop_length(fn: Callable[[], object], target_s: float) -> int:

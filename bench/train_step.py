@@ -16,21 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # first: thread counts, sys.path and minigrad's process settings, before NumPy loads
+import numpy as np
+import torch
+import transformers
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
+import minigrad as mg
+import nn
 
-import minigrad as mg  # noqa: E402
-import nn  # noqa: E402
-
-THREADS = 2
+THREADS = _common.THREADS
 SHAPES = {
     "nano": dict(model=dict(hidden_size=256, num_layers=4, num_heads=4, kv_heads=2, vocab_size=4096,
                             max_seq_len=256), batch=8, seq=256),

@@ -4,16 +4,55 @@ Every kernel has a reference (``kernels/reference``): ``fn(xp, *arrays, ...)``, 
 ``xp`` only, the spec. A backend may also have a fast twin (``kernels/cpu`` for "numba"):
 ``fn(*arrays, ...)`` on that backend's own arrays, no ``xp``, same results to rounding. A fast
 kernel that does not handle a case (a dtype, a memory layout, an argument value) returns
-``NotImplemented`` before it writes anything, and the reference runs instead. Callers get
-``backend.kernel(name)`` with ``xp`` already bound.
+``NotImplemented`` before it writes anything, and ``Backend.kernel`` then runs the reference
+with the same arguments. Callers get ``backend.kernel(name)`` with ``xp`` already bound:
 
-Shapes: Bt batch, T steps, C or D channels, K conv taps, N state size, H heads of P channels,
-G groups of heads sharing B and C, R ranks per step (Mamba3 MIMO; 1 otherwise), Q chunk length.
+    y, rstd = x.backend.kernel("rms_norm_forward")(x, w, eps)
+
+Shapes below use B batch, T queries, S keys, H query heads, KV key/value heads (H = KV * G),
+D head or feature size, N rows, C classes, V table rows; for the Mamba kernels, Bt batch, T steps,
+C or D channels, K conv taps, N state size, H heads of P channels, G groups of heads sharing B and C,
+R rank-one inputs per step (Mamba3 MIMO; 1 otherwise), and a chunk of Q steps. "In place" means the kernel writes
+into the arrays it is given (and returns as stated); everything else allocates its outputs.
+The tests hold every backend's table to this list (tests/test_kernel_tables.py).
 """
 
 from __future__ import annotations
 
 CONTRACTS: dict[str, str] = {
+    "rms_norm_forward":
+        "(x (..., D), w (D,), eps) -> y (..., D), rstd (..., 1): y = x * rstd * w, "
+        "rstd = 1 / sqrt(mean(x^2, last axis) + eps), both in x's dtype",
+    "rms_norm_backward":
+        "(g (..., D), x (..., D), w (D,), rstd (..., 1)) -> dx (..., D), dw (D,)",
+    "rope_forward":
+        "(x (B, T, H, D), cos (T, D), sin (T, D)) -> (B, T, H, D): x * cos + rotate_half(x) * sin, "
+        "rotate_half(x1, x2) = (-x2, x1) over the two halves of D",
+    "rope_backward":
+        "(g (B, T, H, D), cos (T, D), sin (T, D)) -> dx (B, T, H, D): the transposed rotation",
+    "swiglu_forward":
+        "(gate (..., F), up (..., F), out=None) -> silu(gate) * up (..., F); "
+        "with out= it is written into out (which may be a strided view) and out is returned",
+    "swiglu_backward":
+        "(g, gate, up (..., F), out=None) -> dgate, dup (..., F); "
+        "with out=(dgate, dup) they are written into those arrays (views of one buffer) and returned",
+    "attention_forward":
+        "(q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, D), scale, offset) -> out (B, T, H, D), "
+        "P (B, KV, G, T, S): causal softmax(q k^T * scale) v, query i sees keys 0..offset+i, P zero where masked",
+    "attention_backward":
+        "(g (B, T, H, D), q, k, v, P from forward, scale, offset=0) -> dq (B, T, H, D), dk, dv (B, S, KV, D)",
+    "softmax_cross_entropy":
+        "(logits (N, C), targets (N,) int, ignore_index) -> loss_sum (0-d), n_valid (int), "
+        "dlogits (N, C) = d loss_sum / d logits; ignored rows add 0 and get 0 gradient; "
+        "a target out of [-C, C) (not ignored) raises IndexError",
+    "index_add":
+        "(out, key, src) -> out: out[key] += src in place, repeated indices adding up in key order "
+        "(as xp.add.at); key is any NumPy index (an int array, a tuple of arrays and slices)",
+    "erf":
+        "(x) -> erf(x) elementwise, same shape and dtype as x, accurate to float64 rounding",
+    "adamw_step":
+        "(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, wd, step) -> None: one AdamW step "
+        "(minigrad/optim/adamw.py), updating param, exp_avg, exp_avg_sq in place; grad is only read",
     "causal_conv1d_forward":
         "(x (Bt, T, C), w (C, K), bias (C,) or None, silu) -> y (Bt, T, C): depthwise causal conv, "
         "y[t] = bias + sum_k w[:, k] x[t - K + 1 + k] (zeros before t = 0), then SiLU if silu",

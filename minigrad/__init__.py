@@ -7,26 +7,18 @@ training language models.
     y.backward()
     x.grad
 """
+# ruff: noqa: E402 - the imports below must come after _process.apply()
 
-import os as _os
+from . import _process
 
-# Before NumPy loads OpenBLAS: idle OpenBLAS threads otherwise spin for ~0.1 s after every
-# call, stealing the cores from the Numba kernels that run between matmuls. A user's value wins.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+# First, before anything here imports NumPy: the process-wide settings (see _process.py).
+_process.apply()
 
-import numpy as _np  # noqa: E402
+import numpy as _np
 
 from . import functional
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
-from .backend import (
-                      Backend,
-                      default_backend,
-                      get_backend,
-                      register_backend,
-                      register_kernel,
-                      register_reference,
-                      set_default_backend,
-)
+from .backend import Backend, default_backend, get_backend, register_backend, set_default_backend
 from .creation import arange, empty, eye, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like
 from .functional import *  # noqa: F401,F403 - every op as a function
 from .gradcheck import GradcheckError, gradcheck
@@ -46,8 +38,7 @@ __all__ = [
     "Tensor", "Function", "Backend", "Generator", "GradcheckError", "tensor", "zeros", "ones",
     "full", "empty", "arange", "eye", "zeros_like", "ones_like", "randn", "rand", "randint",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_generator", "gradcheck",
-    "get_backend", "set_default_backend", "default_backend", "register_backend",
-    "register_kernel", "register_reference", "matmul", "functional",
+    "get_backend", "set_default_backend", "default_backend", "register_backend", "matmul", "functional",
     "float16", "float32", "float64", "int32", "int64", "bool_",
 ] + functional.__all__
-from . import optim, viz  # noqa: E402,F401
+from . import optim, viz  # noqa: F401

@@ -187,6 +187,8 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
     fn0 = root._ctx
     if fn0 is None:  # backward on a leaf: its gradient is the seed itself
         root._accumulate_grad(root._apply_hooks(g))
+        if root._post_hooks:
+            root._run_post_hooks()
         return
     if fn0.freed:
         raise RuntimeError(_FREED_MSG.format(name=fn0.name))
@@ -197,49 +199,85 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
     slot[root._out_index] = g
     grads[id(fn0)] = (slot, [False] * len(slot))
 
-    for fn in _topo_order(fn0):
+    order = _topo_order(fn0)
+    waiting = _post_hook_uses(order) if _POST_HOOKS[0] else None
+    for fn in order:
         entry = grads.pop(id(fn), None)
-        if entry is None:
-            continue
-        if fn.freed:
-            raise RuntimeError(_FREED_MSG.format(name=fn.name))
-        out_grads = entry[0]
-        for i, ref in enumerate(fn.outputs):  # hooks and retain_grad of non-leaf outputs
-            t = ref()
-            if t is not None and out_grads[i] is not None:
-                if t._hooks:
-                    out_grads[i] = t._apply_hooks(out_grads[i])
-                if t._retains_grad:
-                    t._accumulate_grad(out_grads[i])
-        if all(x is None for x in out_grads):
-            continue
-        in_grads = fn.backward(*out_grads)
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        for t, need, ig in zip(fn.inputs, fn.needs_grad, in_grads):
-            if not need or ig is None:
-                continue
-            if ig.shape != t.shape:
-                ig = unbroadcast(xp, ig, t.shape)
-            if ig.dtype != t.dtype:
-                ig = ig.astype(t.dtype)
-            p = t._ctx
-            if p is None and t._hooks:  # as in torch, a leaf's hooks see its total gradient of the pass
-                e = hooked_leaves.setdefault(id(t), (t, [None], [False]))
-                _accumulate(e[1], 0, ig, e[2])
-            elif p is None:
-                t._accumulate_grad(ig)
-            else:
-                e = grads.get(id(p))
-                if e is None:
-                    e = grads[id(p)] = ([None] * len(p.out_meta), [False] * len(p.out_meta))
-                _accumulate(e[0], t._out_index, ig, e[1])
-        if not retain_graph:
-            # Drop saved arrays and inputs; keep just enough to report a second backward.
-            fn.__dict__ = {"freed": True, "inputs": (), "outputs": fn.outputs,
-                           "out_meta": fn.out_meta}
+        if entry is not None:
+            _backward_through(fn, entry[0], grads, hooked_leaves, xp, retain_graph)
+        if waiting is not None:
+            _fire_post_hooks(waiting, fn)
     for t, total, _ in hooked_leaves.values():
         t._accumulate_grad(t._apply_hooks(total[0]))
+        if t._post_hooks:
+            t._run_post_hooks()
+
+
+def _backward_through(fn: Function, out_grads: list, grads: dict, hooked_leaves: dict, xp: Any,
+                      retain_graph: bool) -> None:
+    """One Function's backward: its output gradients in, each input's gradient accumulated."""
+    if fn.freed:
+        raise RuntimeError(_FREED_MSG.format(name=fn.name))
+    for i, ref in enumerate(fn.outputs):  # hooks and retain_grad of non-leaf outputs
+        t = ref()
+        if t is not None and out_grads[i] is not None:
+            if t._hooks:
+                out_grads[i] = t._apply_hooks(out_grads[i])
+            if t._retains_grad:
+                t._accumulate_grad(out_grads[i])
+    if all(x is None for x in out_grads):
+        return
+    in_grads = fn.backward(*out_grads)
+    if not isinstance(in_grads, tuple):
+        in_grads = (in_grads,)
+    for t, need, ig in zip(fn.inputs, fn.needs_grad, in_grads):
+        if not need or ig is None:
+            continue
+        if ig.shape != t.shape:
+            ig = unbroadcast(xp, ig, t.shape)
+        if ig.dtype != t.dtype:
+            ig = ig.astype(t.dtype)
+        p = t._ctx
+        if p is None and t._hooks:  # as in torch, a leaf's hooks see its total gradient of the pass
+            e = hooked_leaves.setdefault(id(t), (t, [None], [False]))
+            _accumulate(e[1], 0, ig, e[2])
+        elif p is None:
+            t._accumulate_grad(ig)
+        else:
+            e = grads.get(id(p))
+            if e is None:
+                e = grads[id(p)] = ([None] * len(p.out_meta), [False] * len(p.out_meta))
+            _accumulate(e[0], t._out_index, ig, e[1])
+    if not retain_graph:
+        # Drop saved arrays and inputs; keep just enough to report a second backward.
+        fn.__dict__ = {"freed": True, "inputs": (), "outputs": fn.outputs, "out_meta": fn.out_meta}
+
+
+# Post-accumulate-grad hooks (data-parallel training starts a gradient's all-reduce as soon as it is final):
+# a count of tensors that have one, so backward pays for the bookkeeping only when one exists.
+_POST_HOOKS = [0]
+
+
+def _post_hook_uses(order: list) -> dict:
+    """For the leaves with post-accumulate hooks: how many graph edges still bring them a gradient, and which
+    Function's edges do (looked up by id while the Functions still hold their inputs)."""
+    remaining: dict[int, list] = {}
+    by_fn: dict[int, list] = {}
+    for fn in order:
+        for t, need in zip(fn.inputs, fn.needs_grad):
+            if need and t._ctx is None and t._post_hooks and not t._hooks:
+                remaining.setdefault(id(t), [0, t])[0] += 1
+                by_fn.setdefault(id(fn), []).append(t)
+    return {"remaining": remaining, "by_fn": by_fn}
+
+
+def _fire_post_hooks(waiting: dict, fn: Function) -> None:
+    """After ``fn``'s backward: a leaf whose last gradient edge this was now has its final gradient."""
+    for t in waiting["by_fn"].pop(id(fn), ()):
+        entry = waiting["remaining"][id(t)]
+        entry[0] -= 1
+        if entry[0] == 0:
+            t._run_post_hooks()
 
 
 _FREED_MSG = ("backward(): trying to backward through the graph a second time (through {name}); "

@@ -4,68 +4,81 @@ Every Tensor holds a :class:`Backend`. Ops never import numpy or cupy for their 
 they call ``backend.xp`` (an array module with NumPy's API: ``numpy`` today, ``cupy``
 on a GPU) and, for fused hot paths, ``backend.kernel(name)``.
 
-Kernels form a two-level registry:
+A backend is constructed with its kernel tables (minitorch's ``TensorBackend(FastOps)``):
 
-* ``register_reference(name)`` installs the *reference* implementation. It is written
-  against ``xp`` only, so it runs on every backend and is the spec of the kernel.
-* ``register_kernel(name, backend_name)`` installs a fast implementation for one backend
-  (Numba loops for ``"numba"``, CUDA C for ``"cupy"``). Tests hold it to the reference.
+* ``reference``: name -> ``fn(xp, *arrays, ...)``, each kernel's spec, written against ``xp``
+  only, so it runs on every backend (``kernels.reference.KERNELS``);
+* ``kernels``: name -> ``fn(*arrays, ...)``, the backend's own fast twins, if any
+  (``kernels.cpu.KERNELS``, Numba, for ``"numba"``). A fast kernel returns ``NotImplemented``
+  for a case it does not handle, and the reference runs instead.
 
-``backend.kernel(name)`` returns the backend's own kernel if it has one, else the
-reference. A new backend is one :class:`Backend` instance plus, optionally, kernels:
-no op or layer code changes.
+``backend.kernel(name)`` returns a callable with ``xp`` bound (``kernel(name)(x, w, eps)``);
+``kernels/contracts.py`` lists the names and what each kernel must do. A new backend is one
+:class:`Backend` instance with its tables: no op or layer code changes.
+
+The wiring. This module is the only place in ``minigrad/`` that imports ``kernels`` (nothing
+in ``minigrad/`` imports ``nn`` or ``train``): ``_reference_table`` and ``_numba_table`` below
+import ``kernels.reference`` and ``kernels.cpu`` on a backend's first ``kernel()`` call, so
+``import minigrad`` loads neither and never imports Numba.
+
+What ``import minigrad`` does to the process, all of it: it applies the process-wide settings
+of ``minigrad/_process.py`` (two environment defaults and glibc's malloc thresholds), and
+registers the "numpy" and "numba" backends here (plain objects; "cupy" is made on first
+``get_backend("cupy")``). Nothing else runs until you call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-_REFERENCE: dict[str, Callable[..., Any]] = {}
-_KERNELS: dict[tuple[str, str], Callable[..., Any]] = {}
-_LOADERS: dict[str, Callable[[], None]] = {}
+Table = Mapping[str, Callable[..., Any]]
 
 
-def register_reference(name: str) -> Callable:
-    """Decorator: the xp-generic reference implementation of kernel ``name``."""
-
-    def wrap(fn: Callable) -> Callable:
-        _REFERENCE[name] = fn
-        return fn
-
-    return wrap
+def _reference_table() -> Table:
+    from kernels.reference import KERNELS  # the documented wiring (see the module docstring)
+    return KERNELS
 
 
-def register_kernel(name: str, backend_name: str) -> Callable:
-    """Decorator: backend ``backend_name``'s fast implementation of kernel ``name``."""
+def _numba_table() -> Table:
+    from kernels.cpu import KERNELS  # imports Numba: only when the numba backend first needs a kernel
+    return KERNELS
 
-    def wrap(fn: Callable) -> Callable:
-        _KERNELS[(name, backend_name)] = fn
-        return fn
 
-    return wrap
+def _with_fallback(fast: Callable, ref: Callable) -> Callable:
+    """``fast``, or ``ref`` (xp bound) with the same arguments where ``fast`` returns NotImplemented.
+    A fast kernel declines before it writes anything, so in-place kernels may fall back too."""
+    def kernel(*args, **kwargs):
+        out = fast(*args, **kwargs)
+        return ref(*args, **kwargs) if out is NotImplemented else out
+    return functools.update_wrapper(kernel, fast)  # __wrapped__ is the fast kernel
 
 
 class Backend:
-    """An array module plus a device name and a kernel table.
+    """An array module plus a device name and kernel tables.
 
     ``xp``: the array module (NumPy API). ``device``: ``"cpu"`` or ``"cuda"``.
+    ``kernels``, ``reference``: the tables described in the module docstring; each may also
+    be a function returning its table, called on the first ``kernel()`` (so a heavy table,
+    such as Numba's, loads only when used). ``reference`` defaults to ``kernels.reference``.
     ``asarray(x)`` brings host data onto the backend; ``to_numpy(a)`` takes it back.
     """
 
-    def __init__(self, name: str, xp: Any, device: str,
-                 asarray: Callable | None = None, to_numpy: Callable | None = None,
-                 loader: Callable[[], None] | None = None):
+    def __init__(self, name: str, xp: Any, device: str, kernels: Table | Callable[[], Table] | None = None,
+                 reference: Table | Callable[[], Table] | None = None,
+                 asarray: Callable | None = None, to_numpy: Callable | None = None):
         self.name = name
         self.xp = xp
         self.device = device
         self._asarray = asarray or xp.asarray
         self._to_numpy = to_numpy or np.asarray
-        self._loaded = loader is None
-        self._loader = loader
-        self._cache: dict[str, Callable] = {}
+        self._tables = {"kernels": kernels if kernels is not None else {},
+                        "reference": reference if reference is not None else _reference_table}
+        self._bound: dict[str, Callable] = {}
+        self._bound_reference: dict[str, Callable] = {}
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
         return self._asarray(data) if dtype is None else self._asarray(data).astype(dtype, copy=False)
@@ -80,30 +93,45 @@ class Backend:
     def array_type(self) -> type:
         return type(self.xp.empty(0))
 
-    def kernel(self, name: str) -> Callable:
-        """The fastest implementation of kernel ``name`` this backend has."""
-        fn = self._cache.get(name)
-        if fn is not None:
-            return fn
-        if not self._loaded:
-            self._loaded = True
-            self._loader()  # imports the backend's kernel modules, which register themselves
-        fn = _KERNELS.get((name, self.name)) or _REFERENCE.get(name)
-        if fn is None:
-            raise KeyError(f"no kernel named {name!r} (known: {sorted(_REFERENCE)})")
-        self._cache[name] = fn
-        return fn
+    def _table(self, which: str) -> Table:
+        table = self._tables[which]
+        if callable(table):  # a loader: call it once and keep its table
+            table = self._tables[which] = table()
+        return table
+
+    @property
+    def fast_kernels(self) -> Table:
+        """This backend's own kernels: name -> fn(*arrays)."""
+        return self._table("kernels")
+
+    @property
+    def reference_kernels(self) -> Table:
+        """The reference kernels: name -> fn(xp, *arrays)."""
+        return self._table("reference")
 
     def reference(self, name: str) -> Callable:
-        """The reference (spec) implementation of kernel ``name``."""
-        return _REFERENCE[name]
+        """The reference (spec) implementation of kernel ``name``, with ``xp`` bound."""
+        fn = self._bound_reference.get(name)
+        if fn is None:
+            table = self.reference_kernels
+            if name not in table:
+                raise KeyError(f"no kernel named {name!r} (known: {sorted(table)})")
+            fn = functools.update_wrapper(functools.partial(table[name], self.xp), table[name])
+            self._bound_reference[name] = fn
+        return fn
+
+    def kernel(self, name: str) -> Callable:
+        """The fastest implementation of kernel ``name`` this backend has, with ``xp`` bound:
+        its own kernel falling back to the reference where it declines, or the reference."""
+        fn = self._bound.get(name)
+        if fn is None:
+            ref = self.reference(name)
+            fast = self.fast_kernels.get(name)
+            fn = self._bound[name] = ref if fast is None else _with_fallback(fast, ref)
+        return fn
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
-
-
-def _load_numba() -> None:
-    import kernels.cpu  # noqa: F401  (registers the Numba kernels)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -115,8 +143,8 @@ def register_backend(backend: Backend) -> Backend:
     return backend
 
 
-register_backend(Backend("numpy", np, "cpu"))
-register_backend(Backend("numba", np, "cpu", loader=_load_numba))
+register_backend(Backend("numpy", np, "cpu", reference=_reference_table))
+register_backend(Backend("numba", np, "cpu", kernels=_numba_table, reference=_reference_table))
 
 
 def _make_cupy() -> Backend:
@@ -124,7 +152,7 @@ def _make_cupy() -> Backend:
         import cupy
     except ImportError as e:  # pragma: no cover - depends on the machine
         raise RuntimeError("the 'cupy' backend needs CuPy: pip install 'minigrad[gpu]'") from e
-    return register_backend(Backend("cupy", cupy, "cuda", to_numpy=cupy.asnumpy))
+    return register_backend(Backend("cupy", cupy, "cuda", reference=_reference_table, to_numpy=cupy.asnumpy))
 
 
 def get_backend(name: str | Backend | None = None) -> Backend:

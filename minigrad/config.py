@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,23 +179,57 @@ def parse_set(item: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
+def _repeated_key(node) -> str | None:
+    """The first key written twice in one mapping of a composed YAML node tree (plain YAML keeps the last)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in n.value:
+                key, line = getattr(key_node, "value", None), key_node.start_mark.line + 1
+                if isinstance(key, str) and key in seen:
+                    return f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one"
+                seen[key] = line
+                stack.append(value_node)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return None
+
+
 def read_yaml(path: str) -> dict:
-    """A config file's top-level mapping, read with ``yaml.safe_load``; every failure is a ConfigError."""
+    """A config file's top-level mapping, read with ``yaml.safe_load`` (repeated keys refused); every failure
+    (missing, not a regular file, unreadable, not UTF-8, empty, invalid YAML) is a ConfigError."""
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: config file not found")
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
+    if not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise ConfigError(f"{path}: is not a regular file, expected a YAML config file")
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); a config is a YAML text file") \
+            from None
+    try:
+        repeated = _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))  # nodes only: nothing is built
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    if repeated:
+        raise ConfigError(f"{path}: {repeated}")
     if raw is None:
-        raw = {}
+        raise ConfigError(f"{path}: the file is empty; a config has 'model:' and 'trainer:' sections")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'model:' and 'trainer:' sections")
+        raise ConfigError(f"{path}: expected a mapping with 'model:' and 'trainer:' sections, "
+                          f"got {type(raw).__name__}")
     return raw
 
 

@@ -8,13 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
+from . import autograd, ops
 from .backend import Backend, default_backend, get_backend
-from .ops import elementwise as E
-from .ops import index as I
-from .ops import nn_ops as N
-from .ops import reduce as R
-from .ops import shape as S
 
 
 def _is_float(dtype) -> bool:
@@ -28,7 +23,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "backend", "requires_grad", "grad", "_ctx", "_out_index", "_hooks",
-                 "_retains_grad", "_grad_owned", "__weakref__")
+                 "_retains_grad", "_grad_owned", "_post_hooks", "__weakref__")
     __array_priority__ = 1000  # so ndarray (op) Tensor defers to Tensor's reflected op
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None,
@@ -51,6 +46,7 @@ class Tensor:
         self._hooks = None
         self._retains_grad = False
         self._grad_owned = False
+        self._post_hooks = None
 
     @classmethod
     def _from_array(cls, arr, backend: Backend, requires_grad: bool = False) -> Tensor:
@@ -149,6 +145,26 @@ class Tensor:
         self._hooks.append(fn)
         return lambda: self._hooks.remove(fn)
 
+    def register_post_accumulate_grad_hook(self, fn: Callable[[Tensor], None]) -> Callable[[], None]:
+        """Call ``fn(self)`` during backward as soon as this leaf's ``.grad`` holds its whole gradient of
+        the pass (data-parallel training starts each gradient's all-reduce then, overlapping the rest of
+        backward). Returns a function that removes the hook."""
+        if self._ctx is not None or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook(): only a leaf that requires grad has one")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(fn)
+        autograd._POST_HOOKS[0] += 1
+
+        def remove() -> None:
+            self._post_hooks.remove(fn)
+            autograd._POST_HOOKS[0] -= 1
+        return remove
+
+    def _run_post_hooks(self) -> None:
+        for h in list(self._post_hooks):
+            h(self)
+
     def _apply_hooks(self, g):
         for h in self._hooks or ():
             r = h(Tensor._from_array(g, self.backend))
@@ -200,49 +216,49 @@ class Tensor:
         return fn.apply(a, b)
 
     def __add__(self, o):
-        return self._binary(o, E.Add)
+        return self._binary(o, ops.elementwise.Add)
 
     def __radd__(self, o):
-        return self._binary(o, E.Add, True)
+        return self._binary(o, ops.elementwise.Add, True)
 
     def __sub__(self, o):
-        return self._binary(o, E.Sub)
+        return self._binary(o, ops.elementwise.Sub)
 
     def __rsub__(self, o):
-        return self._binary(o, E.Sub, True)
+        return self._binary(o, ops.elementwise.Sub, True)
 
     def __mul__(self, o):
-        return self._binary(o, E.Mul)
+        return self._binary(o, ops.elementwise.Mul)
 
     def __rmul__(self, o):
-        return self._binary(o, E.Mul, True)
+        return self._binary(o, ops.elementwise.Mul, True)
 
     def __truediv__(self, o):
         if not _is_float(self.dtype) and not (isinstance(o, Tensor) and _is_float(o.dtype)):
-            return self.astype(np.float32)._binary(o, E.Div)  # true division of ints is float
-        return self._binary(o, E.Div)
+            return self.astype(np.float32)._binary(o, ops.elementwise.Div)  # true division of ints is float
+        return self._binary(o, ops.elementwise.Div)
 
     def __rtruediv__(self, o):
         if not _is_float(self.dtype):
-            return self.astype(np.float32)._binary(o, E.Div, True)
-        return self._binary(o, E.Div, True)
+            return self.astype(np.float32)._binary(o, ops.elementwise.Div, True)
+        return self._binary(o, ops.elementwise.Div, True)
 
     def __neg__(self):
-        return E.Neg.apply(self)
+        return ops.elementwise.Neg.apply(self)
 
     def __pow__(self, p):
         if isinstance(p, Tensor):
-            return self._binary(p, E.Pow)
+            return self._binary(p, ops.elementwise.Pow)
         if isinstance(p, np.ndarray) and p.ndim:
-            return self._binary(p, E.Pow)
+            return self._binary(p, ops.elementwise.Pow)
         if isinstance(p, (np.generic, np.ndarray)):  # a NumPy scalar is weak like a Python one: no upcast
             p = p.item()
         if isinstance(p, float) and not _is_float(self.dtype):
             return self.astype(np.float32) ** p  # int ** float is float32, as in torch
-        return E.PowScalar.apply(self, p=p)
+        return ops.elementwise.PowScalar.apply(self, p=p)
 
     def __rpow__(self, base):
-        return self._binary(base, E.Pow, True)
+        return self._binary(base, ops.elementwise.Pow, True)
 
     def __matmul__(self, o):
         return matmul(self, o)
@@ -286,13 +302,52 @@ class Tensor:
 
     # ---- indexing --------------------------------------------------------------
     def __getitem__(self, key):
-        return I.GetItem.apply(self, key=_index_key(key, self.backend))
+        return ops.index.GetItem.apply(self, key=_index_key(key, self.backend))
 
     def __setitem__(self, key, value):
         if self.requires_grad and autograd.is_grad_enabled():
             raise RuntimeError("in-place assignment into a tensor that requires grad would break "
                                "autograd; use where()/masked_fill(), or do it under no_grad()")
         self.data[_index_key(key, self.backend)] = value.data if isinstance(value, Tensor) else value
+
+    # ---- the transpose and dtype shortcuts (the other methods: FUNCTIONAL_METHODS below) ----
+    @property
+    def T(self) -> Tensor:
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    def half(self) -> Tensor:
+        return self.astype(np.float16)
+
+    def long(self) -> Tensor:
+        return self.astype(np.int64)
+
+    def int(self) -> Tensor:
+        return self.astype(np.int32)
+
+
+# Tensor's other methods: x.exp() is minigrad.functional.exp(x), and so on for each name here.
+# Each is defined once, in functional.py beside its argument checks, and functional.py sets them
+# on Tensor when it loads (it imports this module, so this module cannot import it).
+FUNCTIONAL_METHODS = (
+    # elementwise
+    "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "relu", "silu", "gelu", "maximum", "minimum",
+    "clip", "clamp", "masked_fill", "astype",
+    # reductions
+    "sum", "mean", "max", "min", "var", "std", "logsumexp", "argmax", "argmin",
+    # shape
+    "reshape", "view", "permute", "transpose", "swapaxes", "broadcast_to", "expand", "squeeze", "unsqueeze",
+    "flatten", "contiguous", "split", "chunk", "tril", "triu",
+    # indexing
+    "gather", "index_select", "scatter_add",
+    # networks
+    "softmax", "log_softmax", "matmul",
+)
 
 
 def _index_key(key, backend):
@@ -338,7 +393,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if ka != kb:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up "
                          f"(a's last dim {ka} != b's {'second-to-last' if b.ndim >= 2 else 'only'} dim {kb})")
-    return N.MatMul.apply(a, b)
+    return ops.matmul.MatMul.apply(a, b)
 
 
-__all__ = ["Tensor", "matmul", "R", "S", "N", "E", "I"]
+__all__ = ["Tensor", "matmul", "FUNCTIONAL_METHODS"]

@@ -11,14 +11,15 @@ from minigrad.backend import Backend
 
 from . import config, ops
 from .cache import AttentionCache, KVCache, MambaCache, ModelCache
-from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, model_config
+from .checkpoint import model_from_checkpoint, tokenizer_beside
+from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
 from .generate import generate, generate_text, sample_next
 from .layers import Embedding, Linear, RMSNorm
 from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel, make_block
 from .mamba import MambaMixer
 from .mamba2 import Mamba2Mixer
 from .mamba3 import Mamba3Mixer
-from .memory import training_memory
+from .memory import available_memory, parameter_count, training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
 from .ssm_block import MambaBackbone, MambaBlock
 
@@ -29,8 +30,11 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
     return CausalLM(model_config(model_cfg, where), backend=backend, seed=seed)
 
 
-__all__ = ["Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
-           "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "ModelConfig", "ConfigError",
-           "model_config", "check_model", "MODEL_KEYS", "build_model", "KVCache", "generate", "generate_text",
-           "sample_next", "training_memory", "config", "ops", "AttentionCache", "MambaCache", "ModelCache",
-           "make_block", "MambaMixer", "Mamba2Mixer", "Mamba3Mixer", "MambaBackbone", "MambaBlock"]
+__all__ = [
+    "Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
+    "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "build_model", "make_block",
+    "MambaMixer", "Mamba2Mixer", "Mamba3Mixer", "MambaBlock", "MambaBackbone",
+    "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
+    "KVCache", "AttentionCache", "MambaCache", "ModelCache", "generate", "generate_text", "sample_next",
+    "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+]

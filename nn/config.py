@@ -24,7 +24,7 @@ from minigrad.config import ConfigError, Key, Problems, coerce, suggest
 from . import mamba_config
 from .mamba_config import MambaDims
 
-__all__ = ["ConfigError", "ModelConfig", "MODEL_KEYS", "model_config", "check_model"]
+__all__ = ["ConfigError", "ModelConfig", "MODEL_KEYS", "model_config", "check_model", "config_differences"]
 
 
 def key(default: Any, doc: str, minimum: float | None = None, choices: tuple | None = None):
@@ -228,3 +228,9 @@ def model_config(d: dict | ModelConfig, where: str = "config", check_supported: 
         check_model(cfg, problems, check_supported=check_supported)
     problems.raise_if_any()
     return cfg
+
+
+def config_differences(a: ModelConfig, b: ModelConfig) -> list[str]:
+    """'model.KEY A vs B' for every key (but the name) where two model configs differ."""
+    return [f"model.{f.name} {getattr(a, f.name)!r} vs {getattr(b, f.name)!r}" for f in fields(a)
+            if f.name != "name" and getattr(a, f.name) != getattr(b, f.name)]

@@ -1,12 +1,25 @@
-"""How much memory training a model takes, estimated before anything is allocated."""
+"""How much memory training a model takes, estimated from the config before anything is allocated."""
 
 from __future__ import annotations
+
+import os
 
 from .config import ModelConfig
 
 # Optimizer state, in parameter-sized arrays: AdamW keeps two moments, Lion one, Muon a momentum for
 # its matrices and two AdamW moments for the rest (about one and a half).
 STATE_PER_PARAMETER = {"adamw": 2, "lion": 1, "muon": 1.5}
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """The number of parameters ``nn.build_model(cfg)`` will have, counted from the config alone
+    (so a model too large for the machine is refused before its first array is allocated)."""
+    h, d = cfg.hidden_size, cfg.head_dim
+    attention = h * cfg.num_heads * d + 2 * h * cfg.n_kv_heads * d + cfg.num_heads * d * h  # q, k, v, o
+    mlp = 3 * h * cfg.ffn_size                                                            # gate, up, down
+    per_layer = attention + mlp + 2 * h                                                    # + two RMSNorms
+    embeddings = cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2)               # + lm_head
+    return embeddings + cfg.num_layers * per_layer + h                                     # + final norm
 
 
 def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: int, optimizer: str,
@@ -20,3 +33,18 @@ def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: 
     n = num_parameters * bytes_per_value
     return {"parameters": n, "gradients": n, "optimizer state": int(n * STATE_PER_PARAMETER[optimizer]),
             "activations": bytes_per_value * batch * seq_len * per_token}
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM this process could still use (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

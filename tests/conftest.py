@@ -7,9 +7,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+# minigrad first, before anything imports NumPy: its process-wide settings (minigrad/_process.py).
+import minigrad  # noqa: E402,F401
 
+# isort: split
 import pytest  # noqa: E402
 import strict_backend  # noqa: E402,F401  (registers the "strict" backend)
 

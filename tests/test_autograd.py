@@ -252,3 +252,36 @@ def test_unused_output_of_multi_output_op(backend):
 def test_grad_of_int_tensors_is_refused(backend):
     with pytest.raises(TypeError, match="floating"):
         mg.zeros(3, dtype=np.int64, requires_grad=True, backend=backend)
+
+
+def test_post_accumulate_grad_hooks_fire_once_each_when_the_gradient_is_final():
+    torch = pytest.importorskip("torch")
+    w1, w2 = mg.randn(3, 3, requires_grad=True), mg.randn(3, requires_grad=True)
+    x = mg.randn(4, 3)
+    fired = []
+    removers = [w.register_post_accumulate_grad_hook(lambda t, n=n: fired.append((n, t.grad.numpy().copy())))
+                for n, w in (("w1", w1), ("w2", w2))]
+    h = (x @ w1).tanh() @ w1      # w1 is used twice: its hook fires once, after both contributions
+    loss = (h * w2).sum() + (w2 * w2).sum()
+    loss.backward()
+    assert sorted(n for n, _ in fired) == ["w1", "w2"]
+    tw1, tw2 = (torch.tensor(w.numpy(), requires_grad=True) for w in (w1, w2))
+    th = torch.tanh(torch.tensor(x.numpy()) @ tw1) @ tw1
+    ((th * tw2).sum() + (tw2 * tw2).sum()).backward()
+    got = dict(fired)
+    np.testing.assert_allclose(got["w1"], tw1.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["w2"], tw2.grad.numpy(), rtol=1e-5, atol=1e-6)
+    for r in removers:
+        r()
+    fired.clear()
+    (w2 * 2).sum().backward()
+    assert not fired
+
+
+def test_post_accumulate_hook_of_a_leaf_fires_before_the_rest_of_backward_finishes():
+    a, b = mg.randn(2, requires_grad=True), mg.randn(2, requires_grad=True)
+    seen = {}
+    b.register_post_accumulate_grad_hook(lambda t: seen.setdefault("a.grad then", a.grad))
+    loss = ((a * 3).exp().tanh() * b).sum()   # b's gradient is final after the first Mul's backward
+    loss.backward()
+    assert "a.grad then" in seen and seen["a.grad then"] is None and a.grad is not None

@@ -191,7 +191,20 @@ def test_prepare_data_cli(tmp_path):
     import train
 
     (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 200)
-    assert train.main(["prepare-data", "--text", str(tmp_path / "c.txt"), "--vocab-size", "280",
+    assert train.main(["prepare-data", "--text", str(tmp_path / "c.txt"), "--vocab-size", "280", "--seq-len", "8",
                        "--output", str(tmp_path / "d")]) == 0
     assert sorted(os.listdir(tmp_path / "d")) == ["meta.json", "tokenizer.json", "train.bin", "val.bin"]
     assert train.main(["prepare-data", "--text", str(tmp_path / "nope.txt"), "--output", str(tmp_path / "e")]) == 2
+
+
+def test_sharded_samplers_take_disjoint_slices_of_the_larger_batch(tmp_path):
+    path = tokens_file(tmp_path, np.arange(5000) % 997)
+    files = open_tokens(path, window=17)
+    whole = WindowSampler(files, 16, 6, seed=3)
+    shards = [WindowSampler(files, 16, 2, seed=3, shard=(r, 3)) for r in range(3)]
+    for _ in range(100):  # across an epoch boundary (about 312 windows an epoch, 6 a step)
+        x, y = whole.next_batch()
+        parts = [s.next_batch() for s in shards]
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
+        assert all(s.state_dict() == whole.state_dict() for s in shards)

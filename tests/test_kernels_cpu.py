@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-import nn  # noqa: F401  (registers the layer kernels' references)
+import nn
+from kernels.cpu import KERNELS as CPU_KERNELS
 from minigrad.backend import get_backend
 
 torch = pytest.importorskip("torch")
@@ -34,10 +35,10 @@ def close(ours, ref, dtype, what="", tols=TOL):
 
 
 def both(name):
-    """The Numba kernel and the reference of ``name``; fails if no Numba kernel is registered."""
-    fast, ref = NUMBA.kernel(name), REF.kernel(name)
-    assert fast is not ref, f"no Numba kernel registered for {name!r}"
-    return fast, ref
+    """The numba backend's kernel ``name`` (the Numba twin, falling back to the reference where it
+    declines) and the reference, both with xp bound; fails if kernels/cpu has no twin for it."""
+    assert name in CPU_KERNELS, f"kernels/cpu has no Numba kernel {name!r}"
+    return NUMBA.kernel(name), REF.reference(name)
 
 
 def randn(rng, shape, dtype, scale=1.0):
@@ -53,11 +54,11 @@ def test_rms_norm_kernels(dtype, shape):
     rng = np.random.default_rng(1)
     x, w, g = randn(rng, shape, dtype), randn(rng, shape[-1:], dtype), randn(rng, shape, dtype)
     fwd, fwd_ref = both("rms_norm_forward")
-    (y, rstd), (y_ref, rstd_ref) = fwd(np, x, w, 1e-5), fwd_ref(np, x, w, 1e-5)
+    (y, rstd), (y_ref, rstd_ref) = fwd(x, w, 1e-5), fwd_ref(x, w, 1e-5)
     close(y, y_ref, dtype, "y")
     close(rstd, rstd_ref, dtype, "rstd")
     bwd, bwd_ref = both("rms_norm_backward")
-    for ours, ref, what in zip(bwd(np, g, x, w, rstd_ref), bwd_ref(np, g, x, w, rstd_ref), ("gx", "gw")):
+    for ours, ref, what in zip(bwd(g, x, w, rstd_ref), bwd_ref(g, x, w, rstd_ref), ("gx", "gw")):
         close(ours, ref, dtype, what)
 
 
@@ -84,7 +85,7 @@ def test_rope_kernels(dtype, layout):
     cos, sin = randn(rng, (t, d), dtype), randn(rng, (t, d), dtype)
     for name in ("rope_forward", "rope_backward"):
         fast, ref = both(name)
-        np.testing.assert_array_equal(fast(np, x, cos, sin), ref(np, x, cos, sin))  # same arithmetic
+        np.testing.assert_array_equal(fast(x, cos, sin), ref(x, cos, sin))  # same arithmetic
 
 
 ATTENTION_CASES = [
@@ -110,13 +111,13 @@ def test_attention_kernels(dtype, b, t, s, h, kv, d, offset):
     k, v = randn(rng, (b, s, kv, d), dtype, 2.0), randn(rng, (b, s, kv, d), dtype)
     scale = 1.0 / math.sqrt(d)
     fwd, fwd_ref = both("attention_forward")
-    (out, p), (out_ref, p_ref) = fwd(np, q, k, v, scale, offset), fwd_ref(np, q, k, v, scale, offset)
+    (out, p), (out_ref, p_ref) = fwd(q, k, v, scale, offset), fwd_ref(q, k, v, scale, offset)
     close(out, out_ref, dtype, "out")
     close(p, p_ref, dtype, "P")
     g = randn(rng, q.shape, dtype)
     bwd, bwd_ref = both("attention_backward")
-    for ours, ref, what in zip(bwd(np, g, q, k, v, p_ref, scale, offset),
-                               bwd_ref(np, g, q, k, v, p_ref, scale, offset), ("dq", "dk", "dv")):
+    for ours, ref, what in zip(bwd(g, q, k, v, p_ref, scale, offset),
+                               bwd_ref(g, q, k, v, p_ref, scale, offset), ("dq", "dk", "dv")):
         close(ours, ref, dtype, what)
 
 
@@ -125,11 +126,11 @@ def test_attention_kernels_on_strided_projections(dtype):
     rng = np.random.default_rng(4)
     q, k, v = _qkv_views(rng, 2, 6, 4, 2, 8, dtype)
     fwd, fwd_ref = both("attention_forward")
-    (out, p), (out_ref, _) = fwd(np, q, k, v, 0.3, 0), fwd_ref(np, q, k, v, 0.3, 0)
+    (out, p), (out_ref, _) = fwd(q, k, v, 0.3, 0), fwd_ref(q, k, v, 0.3, 0)
     close(out, out_ref, dtype, "out")
     g = randn(rng, (2, 6, 4, 8), dtype)
     bwd, bwd_ref = both("attention_backward")
-    for ours, ref, what in zip(bwd(np, g, q, k, v, p, 0.3, 0), bwd_ref(np, g, q, k, v, p, 0.3, 0), "qkv"):
+    for ours, ref, what in zip(bwd(g, q, k, v, p, 0.3, 0), bwd_ref(g, q, k, v, p, 0.3, 0), "qkv"):
         close(ours, ref, dtype, "d" + what)
 
 
@@ -146,14 +147,14 @@ def test_swiglu_kernels(dtype, layout):
     gate.reshape(-1)[:2] = (-100.0, 100.0)  # where exp(-x) overflows or vanishes
     g = randn(rng, gate.shape, dtype)
     fwd, fwd_ref = both("swiglu_forward")
-    close(fwd(np, gate, up), fwd_ref(np, gate, up), dtype, "forward")
+    close(fwd(gate, up), fwd_ref(gate, up), dtype, "forward")
     bwd, bwd_ref = both("swiglu_backward")
-    ref = bwd_ref(np, g, gate, up)
-    for ours, r, what in zip(bwd(np, g, gate, up), ref, ("dgate", "dup")):
+    ref = bwd_ref(g, gate, up)
+    for ours, r, what in zip(bwd(g, gate, up), ref, ("dgate", "dup")):
         close(ours, r, dtype, what)
     buf = np.zeros((gate.size // gate.shape[-1], 2 * gate.shape[-1]), dtype)  # out= into one buffer
     f = gate.shape[-1]
-    bwd(np, g.reshape(-1, f), gate.reshape(-1, f), up.reshape(-1, f), out=(buf[:, :f], buf[:, f:]))
+    bwd(g.reshape(-1, f), gate.reshape(-1, f), up.reshape(-1, f), out=(buf[:, :f], buf[:, f:]))
     close(buf, np.concatenate([r.reshape(-1, f) for r in ref], axis=1), dtype, "out=")
 
 
@@ -166,8 +167,8 @@ def test_softmax_cross_entropy_kernel(dtype, n, c):
     targets = rng.integers(0, c, size=n)
     targets[n // 2] = -100  # ignored
     fast, ref = both("softmax_cross_entropy")
-    (loss, n_valid, grad), (loss_ref, n_valid_ref, grad_ref) = fast(np, logits, targets, -100), \
-        ref(np, logits, targets, -100)
+    (loss, n_valid, grad), (loss_ref, n_valid_ref, grad_ref) = fast(logits, targets, -100), \
+        ref(logits, targets, -100)
     assert n_valid == n_valid_ref
     close(loss, loss_ref, dtype, "loss_sum")
     close(grad, grad_ref, dtype, "grad")
@@ -178,12 +179,12 @@ def test_softmax_cross_entropy_kernel_edge_targets():
     logits = randn(rng, (4, 6), np.float32)
     fast, ref = both("softmax_cross_entropy")
     all_ignored = np.full(4, 3)
-    loss, n_valid, grad = fast(np, logits, all_ignored, 3)
+    loss, n_valid, grad = fast(logits, all_ignored, 3)
     assert n_valid == 0 and loss == 0 and not grad.any()
     wrapped = np.array([-1, 0, 5, -6])  # negative targets index from the end, as NumPy's indexing does
-    close(fast(np, logits, wrapped, -100)[2], ref(np, logits, wrapped, -100)[2], np.float32)
+    close(fast(logits, wrapped, -100)[2], ref(logits, wrapped, -100)[2], np.float32)
     with pytest.raises(IndexError):
-        fast(np, logits, np.array([0, 6, 1, 2]), -100)
+        fast(logits, np.array([0, 6, 1, 2]), -100)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -194,25 +195,25 @@ def test_index_add_kernel(dtype):
     fast, ref = both("index_add")
     out, out_ref = randn(rng, (10, 70), dtype), None
     out_ref = out.copy()
-    fast(np, out, ids, src)
-    ref(np, out_ref, ids, src)
+    fast(out, ids, src)
+    ref(out_ref, ids, src)
     np.testing.assert_array_equal(out, out_ref)  # same additions in the same order
     # Other key shapes go to the reference.
     key = (np.array([0, 2, 0]), np.array([1, 1, 1]))
     a, a_ref = np.zeros((3, 4), dtype), np.zeros((3, 4), dtype)
-    fast(np, a, key, np.ones(3, dtype))
-    ref(np, a_ref, key, np.ones(3, dtype))
+    fast(a, key, np.ones(3, dtype))
+    ref(a_ref, key, np.ones(3, dtype))
     np.testing.assert_array_equal(a, a_ref)
     with pytest.raises(IndexError):
-        fast(np, np.zeros((3, 2), dtype), np.array([3]), np.ones((1, 2), dtype))
+        fast(np.zeros((3, 2), dtype), np.array([3]), np.ones((1, 2), dtype))
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_erf_kernel(dtype):
     x = np.concatenate([np.linspace(-7, 7, 301), [0.0, 1e-8, -30.0, 30.0]]).astype(dtype).reshape(5, 61)
     fast, ref = both("erf")
-    close(fast(np, x), ref(np, x), dtype)
-    close(fast(np, x[:, ::2]), ref(np, x[:, ::2]), dtype, "strided")
+    close(fast(x), ref(x), dtype)
+    close(fast(x[:, ::2]), ref(x[:, ::2]), dtype, "strided")
 
 
 def test_row_views_and_thread_helpers():

@@ -197,7 +197,7 @@ def test_cli_headless_run_json_lines_metrics_and_sample(tmp_path):
     rng = np.random.default_rng(0)
     words = "the cat sat on a mat and a dog ran far from home".split()
     text.write_text("\n".join(" ".join(rng.choice(words, 10)) for _ in range(300)))
-    assert train.main(["prepare-data", "--text", str(text), "--vocab-size", "300", "--output",
+    assert train.main(["prepare-data", "--text", str(text), "--vocab-size", "300", "--seq-len", "16", "--output",
                        str(tmp_path / "d")]) == 0
     cfg = config(tmp_path, model={"vocab_size": 300}, sample_tokens=5)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "-f", cfg, "-d", str(tmp_path / "d"),
@@ -242,5 +242,5 @@ def test_first_run_prepares_the_default_corpus_then_reuses_it(tmp_path, monkeypa
     first = capsys.readouterr().out
     assert "first run: preparing the default corpus" in first
     assert sorted(os.listdir(tmp_path / "data")) == ["meta.json", "tokenizer.json", "train.bin", "val.bin"]
-    assert train.main(argv) == 0
+    assert train.main(argv + ["--overwrite"]) == 0  # (a second fresh run into the same directory must say so)
     assert "using the prepared default corpus" in capsys.readouterr().out

@@ -6,14 +6,15 @@ from __future__ import annotations
 import os
 import sys
 
-# What `import minigrad` sets too, but a tutorial imports NumPy (and so OpenBLAS) before minigrad:
-# idle OpenBLAS threads otherwise spin for ~0.1 s after each matrix product, and on a busy
-# 2-core machine that made the training steps several times slower. A user's value wins.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 TUTORIALS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(TUTORIALS_DIR)
 if REPO_ROOT not in sys.path:  # so `python tutorials/01_....py` works from a plain checkout
     sys.path.insert(0, REPO_ROOT)
+
+# A tutorial imports this module before NumPy, so minigrad's process-wide settings (minigrad/_process.py)
+# come first: idle OpenBLAS threads, for one, would otherwise spin after each matrix product, and
+# on a busy 2-core machine that made the training steps several times slower.
+import minigrad  # noqa: E402,F401
 
 
 def is_quick() -> bool:

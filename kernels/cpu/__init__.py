@@ -1,20 +1,20 @@
-"""Numba kernels for the "numba" backend; importing this package registers them all."""
+"""Numba kernels: the fast twins that the "numba" backend is given as its table.
 
-import os as _os
+Each module pairs by file name with its spec in ``kernels/reference`` and is held to it by
+tests/test_kernels_cpu.py. The kernels take and return NumPy arrays only (no ``xp``, nothing
+from minigrad), and return ``NotImplemented`` for a case they do not handle, which the
+backend then hands to the reference (see ``kernels/contracts.py``).
 
-import numba as _numba
+Importing this package imports Numba and, once, empties the on-disk caches of kernels that
+inline an edited ``_fast_math.py`` (``_cache_guard``); kernels compile, or load from that
+cache, on their first call.
+"""
 
-# Numba's default "omp" threading layer and OpenBLAS's threads fight over the cores (a training
-# step runs ~1.8x slower); "workqueue" yields between parallel regions. Set before any kernel
-# runs; a user's own NUMBA_THREADING_LAYER wins.
-if "NUMBA_THREADING_LAYER" not in _os.environ:
-    _numba.config.THREADING_LAYER = "workqueue"
+from __future__ import annotations
 
-from ._malloc import keep_freed_memory  # noqa: E402
+from collections.abc import Callable
 
-keep_freed_memory()  # large per-step arrays reuse heap memory instead of fresh, zeroed pages
-
-from . import (  # noqa: F401,E402,E501
+from . import (
     adamw,
     attention,
     causal_conv1d,
@@ -27,13 +27,24 @@ from . import (  # noqa: F401,E402,E501
     ssd,
     swiglu,
 )
-from ._cache_guard import refresh_stale_caches  # noqa: E402
+from ._cache_guard import refresh_stale_caches
 
 refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu, causal_conv1d,
                       selective_scan, ssd])
 
-# The kernels written in the kernel tables' layout (fn(*arrays), NotImplemented to decline).
-KERNELS = {
+KERNELS: dict[str, Callable] = {
+    "rms_norm_forward": rms_norm.rms_norm_forward,
+    "rms_norm_backward": rms_norm.rms_norm_backward,
+    "rope_forward": rope.rope_forward,
+    "rope_backward": rope.rope_backward,
+    "swiglu_forward": swiglu.swiglu_forward,
+    "swiglu_backward": swiglu.swiglu_backward,
+    "attention_forward": attention.attention_forward,
+    "attention_backward": attention.attention_backward,
+    "softmax_cross_entropy": cross_entropy.softmax_cross_entropy,
+    "index_add": index_add.index_add,
+    "erf": erf.erf,
+    "adamw_step": adamw.adamw_step,
     "causal_conv1d_forward": causal_conv1d.causal_conv1d_forward,
     "causal_conv1d_backward": causal_conv1d.causal_conv1d_backward,
     "selective_scan_forward": selective_scan.selective_scan_forward,
@@ -41,7 +52,3 @@ KERNELS = {
     "ssd_forward": ssd.ssd_forward,
     "ssd_backward": ssd.ssd_backward,
 }
-
-from ._table_bridge import register_table  # noqa: E402  (temporary: until the tables land)
-
-register_table(KERNELS)

@@ -1,4 +1,6 @@
-"""Hand strided row views to Numba in a form its loops can vectorize.
+"""What the Numba loops accept: their dtypes (``same_float``), and strided row views handed
+over in a form the loops can vectorize (``as_rows``). A kernel given anything else returns
+``NotImplemented``, and the backend runs the reference instead.
 
 Numba types any non-C-contiguous array as layout "A": every stride is a runtime value, so
 no inner loop vectorizes. The column blocks the fused projections produce (q, k, v and
@@ -10,6 +12,14 @@ plus the row stride, so a kernel reads row i as ``flat[i * ld : i * ld + width]`
 from __future__ import annotations
 
 import numpy as np
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # Numba has no float16 arithmetic on the CPU
+
+
+def same_float(*arrays: np.ndarray) -> bool:
+    """True when every array is float32, or every array is float64."""
+    dt = arrays[0].dtype
+    return dt in FLOATS and all(a.dtype == dt for a in arrays)
 
 
 def as_rows(a: np.ndarray, width: int) -> tuple[np.ndarray, int] | None:

@@ -18,22 +18,20 @@ Two things make it cheaper than the reference:
   each block's product, while the scores are still in cache (``_blas_threads``). That is one
   thread handoff per call instead of one per small BLAS product.
 
-Layouts at the kernel boundary are the reference's (``nn.ops.attention``): q (B, T, H, D),
+Layouts at the kernel boundary are the reference's (kernels/reference/attention.py): q (B, T, H, D),
 k and v (B, S, KV, D); P is returned as a (B, KV, G, T, S) view of the (B, KV, T, G, S)
-array the backward kernel works on.
+array the backward kernel works on. Dtypes other than float32/float64, a negative offset or
+scale, and a backward without the forward's offset return NotImplemented.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 
-from minigrad.backend import get_backend, register_kernel
-
 from ._blas_threads import blas_single_thread, n_threads, run_parallel
 from ._fast_math import row_dot, row_exp_sum, row_max
+from ._layout import same_float
 
 BLOCK = 64  # queries (and keys) per causal block
 
@@ -95,15 +93,6 @@ def _blocks(n: int):
     return [(i0, min(n, i0 + BLOCK)) for i0 in range(0, n, BLOCK)]
 
 
-def _supported(*arrays: np.ndarray) -> bool:
-    dt = arrays[0].dtype
-    return dt in (np.float32, np.float64) and all(a.dtype == dt for a in arrays)
-
-
-def _reference(name: str):
-    return get_backend("numpy").reference(name)
-
-
 def _slabs(b: int, kv: int) -> list[tuple[slice, slice]]:
     """Split the (batch, kv head) grid into about one contiguous slab per thread."""
     n = n_threads()
@@ -120,10 +109,9 @@ def _matrices(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, *a.shape[2:])
 
 
-@register_kernel("attention_forward", "numba")
-def attention_forward(xp: Any, q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, offset: int):
-    if not _supported(q, k, v) or offset < 0 or not scale > 0:
-        return _reference("attention_forward")(xp, q, k, v, scale, offset)
+def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, offset: int):
+    if not same_float(q, k, v) or offset < 0 or not scale > 0:
+        return NotImplemented
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
     g = h // kv
@@ -148,11 +136,10 @@ def attention_forward(xp: Any, q: np.ndarray, k: np.ndarray, v: np.ndarray, scal
     return _ungroup(o, t), p.reshape(b, kv, t, g, s).transpose(0, 1, 3, 2, 4)
 
 
-@register_kernel("attention_backward", "numba")
-def attention_backward(xp: Any, g: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray,
+def attention_backward(g: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray,
                        scale: float, offset: int | None = None):
-    if not _supported(g, q, k, v, p) or offset is None or offset < 0:
-        return _reference("attention_backward")(xp, g, q, k, v, p, scale, offset)
+    if not same_float(g, q, k, v, p) or offset is None or offset < 0:
+        return NotImplemented
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
     grp = h // kv

@@ -1,20 +1,17 @@
 """Numba fused softmax + cross-entropy over the vocabulary: per row, one max, one exp pass
 that writes the softmax straight into the gradient buffer, one sum, one scale. Same
-contract as the reference in ``minigrad.ops.nn_ops``: returns (loss_sum, n_valid,
-d loss_sum / d logits)."""
+contract as the reference (kernels/reference/cross_entropy.py): returns (loss_sum, n_valid,
+d loss_sum / d logits). float32/float64 logits with integer targets; otherwise NotImplemented."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba
 import numpy as np
 
-from minigrad.backend import register_kernel
-from minigrad.ops.nn_ops import softmax_cross_entropy_reference
-
 from ._fast_math import row_exp_sum, row_max
+from ._layout import same_float
 
 
 @numba.njit(parallel=True, cache=True)
@@ -41,11 +38,10 @@ def _rows(logits, targets, ignore_index, grad, losses):  # pragma: no cover - co
         losses[i] = -((x[t] - m) - math.log(s))
 
 
-@register_kernel("softmax_cross_entropy", "numba")
-def softmax_cross_entropy(xp: Any, logits: np.ndarray, targets: np.ndarray, ignore_index: int):
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int):
     n, c = logits.shape
-    if logits.dtype.kind != "f" or targets.dtype.kind not in "iu":
-        return softmax_cross_entropy_reference(xp, logits, targets, ignore_index)
+    if not same_float(logits) or targets.dtype.kind not in "iu":
+        return NotImplemented
     valid = targets != ignore_index
     # NumPy's indexing in the reference wraps negative targets and rejects those >= C; do the same.
     if valid.any():

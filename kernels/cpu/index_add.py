@@ -1,7 +1,8 @@
 """Numba ``index_add`` for the embedding's backward: out (V, D) [ids (N,)] += src (N, D).
 Threads split the columns, so each element's additions still happen in the order of
-``ids``, exactly as ``xp.add.at`` does them: the result is bit for bit the reference's.
-Every other key shape goes to the reference."""
+``ids``, exactly as ``xp.add.at`` does them: the result is bit for bit the reference's
+(kernels/reference/index_add.py). Every other key shape, and dtypes other than float32/float64,
+return NotImplemented."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from minigrad.backend import register_kernel
-from minigrad.ops.index import index_add_reference
+from ._layout import same_float
 
 _COLUMNS_PER_TASK = 64
 
@@ -32,13 +32,12 @@ def _add_rows(out, ids, src):  # pragma: no cover - compiled
 def _is_row_case(out: Any, key: Any, src: Any) -> bool:
     return (isinstance(key, np.ndarray) and key.ndim == 1 and key.dtype.kind in "iu"
             and isinstance(out, np.ndarray) and out.ndim == 2 and isinstance(src, np.ndarray)
-            and src.shape == (key.shape[0], out.shape[1]) and src.dtype == out.dtype)
+            and src.shape == (key.shape[0], out.shape[1]) and same_float(out, src))
 
 
-@register_kernel("index_add", "numba")
-def index_add(xp: Any, out: np.ndarray, key: Any, src: Any) -> np.ndarray:
+def index_add(out: np.ndarray, key: Any, src: Any) -> np.ndarray:
     if not _is_row_case(out, key, src) or key.size == 0:
-        return index_add_reference(xp, out, key, src)
+        return NotImplemented
     v = out.shape[0]
     if key.max() >= v or key.min() < -v:
         raise IndexError(f"index_add: index {int(key.max() if key.max() >= v else key.min())} is out of "

@@ -1,18 +1,16 @@
 """Numba RMSNorm, forward and backward: one pass per row instead of the reference's
-several whole-array sweeps. Held to ``nn.ops.rms_norm``'s reference kernels by
-tests/test_kernels_cpu.py."""
+several whole-array sweeps. Held to kernels/reference/rms_norm.py by tests/test_kernels_cpu.py.
+float32 and float64 only; other dtypes return NotImplemented (the backend runs the reference)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba
 import numpy as np
 
-from minigrad.backend import register_kernel
-
 from ._fast_math import row_dot, row_dot3
+from ._layout import same_float
 
 
 @numba.njit(parallel=True, cache=True)
@@ -48,8 +46,9 @@ def _rows(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])  # (..., D) -> (N, D); a view when the layout allows
 
 
-@register_kernel("rms_norm_forward", "numba")
-def rms_norm_forward(xp: Any, x: np.ndarray, w: np.ndarray, eps: float):
+def rms_norm_forward(x: np.ndarray, w: np.ndarray, eps: float):
+    if not same_float(x) or x.size == 0:
+        return NotImplemented
     x2 = _rows(x)
     y = np.empty(x2.shape, dtype=x.dtype)
     rstd = np.empty(x2.shape[0], dtype=x.dtype)
@@ -57,8 +56,9 @@ def rms_norm_forward(xp: Any, x: np.ndarray, w: np.ndarray, eps: float):
     return y.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1)
 
 
-@register_kernel("rms_norm_backward", "numba")
-def rms_norm_backward(xp: Any, g: np.ndarray, x: np.ndarray, w: np.ndarray, rstd: np.ndarray):
+def rms_norm_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, rstd: np.ndarray):
+    if not same_float(x, g, rstd) or x.size == 0:
+        return NotImplemented
     x2, g2 = _rows(x), _rows(g)
     gx = np.empty(x2.shape, dtype=x.dtype)
     n_parts = max(1, min(numba.get_num_threads(), x2.shape[0]))

@@ -1,18 +1,14 @@
 """Numba rotary position embedding (half-split pairs), forward and backward, in one pass
 that reads x once and writes the output once (the reference builds rotate_half's
 concatenation and three temporaries). Same arithmetic in the same order as the
-reference in ``nn.ops.rope``, so the results agree bit for bit."""
+reference (kernels/reference/rope.py), so the results agree bit for bit."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numba
 import numpy as np
 
-from minigrad.backend import get_backend, register_kernel
-
-from ._layout import as_rows
+from ._layout import as_rows, same_float
 
 
 @numba.njit(parallel=True, cache=True)
@@ -42,23 +38,20 @@ def _rotate(n_rows, t, h, d, x, ld, cos, sin, out, transpose):  # pragma: no cov
                     o2[i] = x2[i] * c2[i] + x1[i] * s2[i]
 
 
-def _apply(name: str, x: np.ndarray, cos: np.ndarray, sin: np.ndarray, transpose: bool) -> np.ndarray:
+def _apply(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, transpose: bool) -> np.ndarray:
     b, t, h, d = x.shape
-    dt = x.dtype
     rows = as_rows(x, h * d) if x.size and d % 2 == 0 else None
-    if rows is None or dt not in (np.float32, np.float64) or cos.dtype != dt or sin.dtype != dt:
-        return get_backend("numpy").reference(name)(np, x, cos, sin)
-    out = np.empty(b * t * h * d, dtype=dt)
+    if rows is None or not same_float(x, cos, sin):  # rows not evenly spaced, or a dtype Numba lacks
+        return NotImplemented
+    out = np.empty(b * t * h * d, dtype=x.dtype)
     _rotate(b * t, t, h, d, rows[0], rows[1], np.ascontiguousarray(cos), np.ascontiguousarray(sin), out,
             transpose)
     return out.reshape(b, t, h, d)
 
 
-@register_kernel("rope_forward", "numba")
-def rope_forward(xp: Any, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    return _apply("rope_forward", x, cos, sin, False)
+def rope_forward(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    return _apply(x, cos, sin, False)
 
 
-@register_kernel("rope_backward", "numba")
-def rope_backward(xp: Any, g: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    return _apply("rope_backward", g, cos, sin, True)
+def rope_backward(g: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    return _apply(g, cos, sin, True)

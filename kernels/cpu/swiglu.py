@@ -4,20 +4,17 @@ the vectorizable exp; the reference's 0.5 (1 + tanh(x/2)) is the same function, 
 agree to a few ulp.
 
 gate and up are usually column blocks of one (N, 2F) product (``nn.ops.swiglu_linear``):
-they arrive as flat buffers plus row strides (see ``_layout``) so the loops vectorize.
+they arrive as flat buffers plus row strides (see ``_layout``) so the loops vectorize. Other
+layouts and dtypes return NotImplemented. Held to kernels/reference/swiglu.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 
-from minigrad.backend import get_backend, register_kernel
-
 from ._fast_math import fast_exp
-from ._layout import as_rows
+from ._layout import as_rows, same_float
 
 
 @numba.njit(parallel=True, cache=True)
@@ -48,8 +45,7 @@ def _backward_rows(n, f, g, lgr, gate, lg, up, lu, dgate, ldg, dup, ldu):  # pra
 
 def _flat_rows(arrays: tuple, width: int) -> list | None:
     """[flat, ld, flat, ld, ...] for arrays of one float dtype whose rows are contiguous runs."""
-    dt = arrays[0].dtype
-    if dt not in (np.float32, np.float64) or any(a.dtype != dt or a.shape != arrays[0].shape for a in arrays):
+    if not same_float(*arrays) or any(a.shape != arrays[0].shape for a in arrays):
         return None
     out = []
     for a in arrays:
@@ -60,24 +56,21 @@ def _flat_rows(arrays: tuple, width: int) -> list | None:
     return out
 
 
-@register_kernel("swiglu_forward", "numba")
-def swiglu_forward(xp: Any, gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    if out is None:
-        out = np.empty(gate.shape, dtype=gate.dtype)
+def swiglu_forward(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    result = np.empty(gate.shape, dtype=gate.dtype) if out is None else out
     f = gate.shape[-1] if gate.ndim else 1
-    args = _flat_rows((gate, up, out), f) if gate.size else None
+    args = _flat_rows((gate, up, result), f) if gate.size else None
     if args is None:  # odd layouts or dtypes: the reference handles them
-        return get_backend("numpy").reference("swiglu_forward")(xp, gate, up, out=out)
+        return NotImplemented
     _forward_rows(gate.size // f, f, *args)
-    return out
+    return result
 
 
-@register_kernel("swiglu_backward", "numba")
-def swiglu_backward(xp: Any, g: np.ndarray, gate: np.ndarray, up: np.ndarray, out=None):
+def swiglu_backward(g: np.ndarray, gate: np.ndarray, up: np.ndarray, out=None):
     dgate, dup = out if out is not None else (np.empty(gate.shape, gate.dtype), np.empty(up.shape, up.dtype))
     f = gate.shape[-1] if gate.ndim else 1
     args = _flat_rows((g, gate, up, dgate, dup), f) if gate.size else None
     if args is None:
-        return get_backend("numpy").reference("swiglu_backward")(xp, g, gate, up, out=(dgate, dup))
+        return NotImplemented
     _backward_rows(gate.size // f, f, *args)
     return dgate, dup

@@ -3,18 +3,39 @@ NumPy's API), so it runs on every backend. ``fn(xp, *arrays, ...)``; the contrac
 ``kernels/contracts.py``. A fast twin in ``kernels/cpu`` has the same file name and is held to
 its reference by the tests.
 
-``KERNELS`` is the table a backend's kernels fall back to. Importing this package does nothing else.
+``KERNELS`` is the table a :class:`minigrad.Backend` is given as ``reference=``. Importing
+this package does nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from .adamw import adamw_step
+from .attention import attention_backward, attention_forward
 from .causal_conv1d import causal_conv1d_backward, causal_conv1d_forward
+from .cross_entropy import softmax_cross_entropy
+from .erf import erf
+from .index_add import index_add
+from .rms_norm import rms_norm_backward, rms_norm_forward
+from .rope import rope_backward, rope_forward
 from .selective_scan import selective_scan_backward, selective_scan_forward
 from .ssd import ssd_backward, ssd_forward
+from .swiglu import swiglu_backward, swiglu_forward
 
 KERNELS: dict[str, Callable] = {
+    "rms_norm_forward": rms_norm_forward,
+    "rms_norm_backward": rms_norm_backward,
+    "rope_forward": rope_forward,
+    "rope_backward": rope_backward,
+    "swiglu_forward": swiglu_forward,
+    "swiglu_backward": swiglu_backward,
+    "attention_forward": attention_forward,
+    "attention_backward": attention_backward,
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "index_add": index_add,
+    "erf": erf,
+    "adamw_step": adamw_step,
     "causal_conv1d_forward": causal_conv1d_forward,
     "causal_conv1d_backward": causal_conv1d_backward,
     "selective_scan_forward": selective_scan_forward,

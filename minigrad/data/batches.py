@@ -21,12 +21,19 @@ Batch = tuple[np.ndarray, np.ndarray]  # inputs (B, T) int64, targets (B, T) int
 
 
 class WindowSampler:
-    """Random windows over token files, ``batch_size`` at a time, epoch after epoch."""
+    """Random windows over token files, ``batch_size`` at a time, epoch after epoch.
 
-    def __init__(self, files: list[TokenFile], seq_len: int, batch_size: int, seed: int = 0):
+    ``shard=(rank, world_size)``: in data-parallel training every process walks the same stream of batches of
+    ``world_size * batch_size`` windows and takes the rank-th slice of each, so the processes see disjoint
+    windows, their cursor is one and the same, and a run at any world size is a 1-process run with the
+    larger batch, step for step."""
+
+    def __init__(self, files: list[TokenFile], seq_len: int, batch_size: int, seed: int = 0,
+                 shard: tuple[int, int] = (0, 1)):
         self.files = files
         self.seq_len = seq_len
         self.batch_size = batch_size
+        self.rank, self.world = shard
         self.seed = seed
         self.epoch = 0
         self.index = 0  # windows of this epoch already handed out
@@ -64,14 +71,15 @@ class WindowSampler:
 
     # ---- batches -----------------------------------------------------------------
     def next_batch(self) -> Batch:
-        rows = []
-        while len(rows) < self.batch_size:
+        rows, mine = [], range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        for k in range(self.world * self.batch_size):  # the global batch; this process keeps its slice
             self._layout()
-            if self.index >= len(self._order):  # epoch done: the next one reshuffles
+            while self.index >= len(self._order):  # epoch done: the next one reshuffles
                 self.epoch += 1
                 self.index = 0
-                continue
-            rows.append(self._window(int(self._order[self.index])))
+                self._layout()
+            if k in mine:
+                rows.append(self._window(int(self._order[self.index])))
             self.index += 1
         block = np.stack(rows).astype(np.int64)  # (B, T + 1)
         return block[:, :-1], block[:, 1:]

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import corpus
 from .tokenizer import default_data_ready, prepare_data
@@ -27,8 +30,24 @@ class Datasets:
     train_path: str
     val_path: str              # a path, or a description of the held-out tail
     tokenizer_path: str | None
-    max_token: int
+    max_token_train: int       # the largest id in each split (the vocabulary check names the file at fault)
+    max_token_val: int
     meta: dict                 # the prepared data's meta.json, when there is one
+    val_is_file: bool = False  # validation tokens came from their own file (--val-data or val.bin)
+
+    @property
+    def max_token(self) -> int:
+        return max(self.max_token_train, self.max_token_val)
+
+    def fingerprint(self) -> str:
+        """A short hash of the training and validation tokens (sizes plus the first and last 64K tokens of
+        each file), stored in checkpoints so a resume onto other data can say so."""
+        h = hashlib.sha1()
+        for f in self.train + self.val:
+            h.update(str(len(f)).encode())
+            h.update(np.ascontiguousarray(f.tokens[:65536]).tobytes())
+            h.update(np.ascontiguousarray(f.tokens[-65536:]).tobytes())
+        return h.hexdigest()[:16]
 
 
 def default_source() -> str:
@@ -74,8 +93,9 @@ def open_datasets(train_path: str, val_path: str | None, seq_len: int) -> Datase
     else:
         train, val = split_tail(train, HOLDOUT_FRACTION, window)
         val_desc = f"the last {HOLDOUT_FRACTION:.0%} of {train_path}"
-    top = max(max_token(f.tokens) for f in train + val)
-    return Datasets(train, val, train_path, val_desc, _tokenizer_beside(train_path), top, _read_meta(train_path))
+    top_train, top_val = max(max_token(f.tokens) for f in train), max(max_token(f.tokens) for f in val)
+    return Datasets(train, val, train_path, val_desc, _tokenizer_beside(train_path), top_train, top_val,
+                    _read_meta(train_path), val_is_file=val_path is not None)
 
 
 def describe_files(files: list[TokenFile]) -> str:

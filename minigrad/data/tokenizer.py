@@ -21,6 +21,7 @@ from .tokens import DataError, unigram_entropy, write_tokens
 EOT = "<|endoftext|>"  # separates documents; id 0
 MIN_VOCAB = 257        # 256 byte tokens plus EOT
 VAL_EVERY = 20         # one document in 20 goes to validation (5%)
+FAR_BELOW = 0.9        # a corpus yielding under 90% of the asked vocabulary is refused (a small shortfall is noted)
 
 
 def new_tokenizer():
@@ -65,9 +66,22 @@ def encode_documents(tok, texts: list[str]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
 
-def read_documents(path: str) -> list[tuple[str, str]]:
+BAD_BYTES_HINT = "pass --replace-bad-bytes to read it with U+FFFD in their place"
+
+
+def _decode(path: str, data: bytes, errors: str, offset: int = 0, line: int | None = None) -> str:
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        at = f"line {line}, " if line is not None else ""
+        raise DataError(f"{path}: not UTF-8 text ({at}byte offset {offset + e.start}: {e.reason}); "
+                        f"{BAD_BYTES_HINT}") from None
+
+
+def read_documents(path: str, errors: str = "strict") -> list[tuple[str, str]]:
     """(name, text) documents from a .txt file (one document), a .jsonl file (one per line, its
-    "text" field) or a directory of those (recursively, sorted)."""
+    "text" field) or a directory of those (recursively, sorted). Text must be UTF-8; with
+    ``errors="replace"`` bad bytes become U+FFFD instead of an error naming the file and byte offset."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: no such file or directory")
@@ -75,32 +89,37 @@ def read_documents(path: str) -> list[tuple[str, str]]:
         files = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix in (".txt", ".jsonl"))
         if not files:
             raise DataError(f"{path}: no .txt or .jsonl files in this directory")
-        return [d for q in files for d in read_documents(str(q))]
-    if p.suffix == ".jsonl":
-        docs = []
-        with open(p, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise DataError(f"{path}:{n}: expected an object with a string \"text\" field")
-                docs.append((f"{path}:{n}", row["text"]))
-        return docs
+        return [d for q in files for d in read_documents(str(q), errors)]
+    if not p.is_file():
+        raise DataError(f"{path}: is not a regular file, expected .txt or .jsonl text")
     try:
-        return [(str(p), p.read_text(encoding="utf-8"))]
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        data = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if p.suffix != ".jsonl":
+        return [(str(p), _decode(path, data, errors))]
+    docs, offset = [], 0
+    for n, raw in enumerate(data.splitlines(keepends=True), 1):
+        line = _decode(path, raw, errors, offset, n)
+        offset += len(raw)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise DataError(f"{path}:{n}: expected an object with a string \"text\" field")
+        docs.append((f"{path}:{n}", row["text"]))
+    return docs
 
 
 def prepare_data(documents: list[tuple[str, str]], vocab_size: int, out_dir: str, source: str = "",
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print, seq_len: int | None = None) -> dict:
     """Train a tokenizer on ``documents`` and write tokenizer.json, train.bin, val.bin, meta.json.
     One document in 20 is held out for validation; with fewer than 20 documents, the last 5% of
-    the tokens are."""
+    the tokens are. Refused before anything is written: a corpus that yields far fewer distinct tokens
+    than ``vocab_size``, and (given ``seq_len``) a validation split shorter than one training window."""
     texts = [t for _, t in documents if t]
     if not texts:
         raise DataError(f"{source or out_dir}: no text to train on")
@@ -108,6 +127,12 @@ def prepare_data(documents: list[tuple[str, str]], vocab_size: int, out_dir: str
     log(f"training a byte-level BPE tokenizer (vocab {vocab_size}) on {len(texts)} documents, "
         f"{sum(len(t) for t in texts) / 1e6:.1f}M characters ...")
     tok = train_tokenizer(texts, vocab_size)
+    learned = tok.get_vocab_size()
+    if learned < vocab_size * FAR_BELOW:
+        raise DataError(f"--vocab-size {vocab_size}: {source or 'the corpus'} yields only {learned} distinct tokens; "
+                        f"pass --vocab-size {learned} (or less), or more text")
+    if learned < vocab_size:
+        log(f"note: the corpus yields {learned} tokens, fewer than --vocab-size {vocab_size}")
     if len(texts) >= VAL_EVERY:
         val_texts = texts[VAL_EVERY - 1::VAL_EVERY]
         train_texts = [t for i, t in enumerate(texts) if i % VAL_EVERY != VAL_EVERY - 1]
@@ -116,6 +141,9 @@ def prepare_data(documents: list[tuple[str, str]], vocab_size: int, out_dir: str
         ids = encode_documents(tok, texts)
         cut = len(ids) - max(1, len(ids) // VAL_EVERY)
         train, val = ids[:cut], ids[cut:]
+    if seq_len is not None and len(val) < seq_len + 1:
+        raise DataError(f"{source or out_dir}: the validation split would hold {len(val)} tokens, fewer than one "
+                        f"window of --seq-len {seq_len} + 1; use more text or a shorter --seq-len")
     write_tokens(os.path.join(out_dir, "train.bin"), train)
     write_tokens(os.path.join(out_dir, "val.bin"), val)
     tok_tmp = os.path.join(out_dir, f"tokenizer.json.tmp-{os.getpid()}")

@@ -39,9 +39,11 @@ def shard_paths(path: str) -> list[str]:
         raise DataError(f"{path}: no such file or directory")
     if p.is_file():
         return [str(p)]
+    if not p.is_dir():  # a FIFO, a socket or a device such as /dev/zero: no size to map
+        raise DataError(f"{path}: is not a regular file or a directory, expected .bin token files")
     if (p / "train.bin").is_file():
         return [str(p / "train.bin")]
-    shards = sorted(str(q) for q in p.glob("*.bin") if q.name != "val.bin")
+    shards = sorted(str(q) for q in p.glob("*.bin") if q.name != "val.bin" and q.is_file())
     if not shards:
         raise DataError(f"{path}: directory holds no .bin token files")
     return shards
@@ -57,7 +59,10 @@ def open_token_file(path: str) -> TokenFile:
         raise DataError(f"{path}: size {size} bytes is not a multiple of 4, so it is not a file of u32 tokens")
     if size == 0:
         raise DataError(f"{path}: file is empty")
-    return TokenFile(path, np.memmap(path, dtype=TOKEN_DTYPE, mode="r"))
+    try:
+        return TokenFile(path, np.memmap(path, dtype=TOKEN_DTYPE, mode="r"))
+    except OSError as e:  # no read permission, an unreadable device
+        raise DataError(f"{path}: cannot read the token file ({e.strerror})") from None
 
 
 def max_token(tokens: np.ndarray) -> int:
@@ -73,6 +78,8 @@ def open_tokens(path: str, window: int, vocab_size: int | None = None) -> list[T
     (seq_len + 1: inputs plus the shifted targets). With ``vocab_size``, ids are checked too."""
     files = [open_token_file(p) for p in shard_paths(path)]
     for f in files:
+        if not os.path.isfile(f.path):
+            raise DataError(f"{f.path}: is not a regular file, expected u32 tokens")
         if len(f) < window:
             raise DataError(f"{f.path}: holds {len(f)} tokens, fewer than one training window of {window} "
                             f"(seq_len + 1); use a shorter --seq-len or more data")

@@ -2,7 +2,8 @@
 tqdm bar with loss, tokens/s and ETA, or (``--headless``) one JSON object per line on stdout.
 
 In headless mode stdout carries only JSON, so a program can parse it line by line; every
-human-readable message goes to stderr instead.
+human-readable message goes to stderr instead. A reader that goes away (``train.py --headless | head``)
+does not stop the run: the closed stream is silenced and metrics.jsonl keeps everything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,38 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _json_value(x) for k, x in v.items()}
     return v
+
+
+def silence(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: what is written to it from now on goes nowhere
+    (after its reader closed the pipe), instead of raising BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test's StringIO)
+        pass
+
+
+def say(message: str, stream: TextIO | None = None) -> None:
+    """print() a line, flushed; a closed pipe silences the stream rather than ending the run."""
+    stream = stream or sys.stdout
+    try:
+        print(message, file=stream, flush=True)
+    except BrokenPipeError:
+        silence(stream)
+
+
+class NullLog:
+    """What a data-parallel process other than rank 0 writes metrics to: nothing."""
+
+    path = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class MetricsLog:
@@ -68,11 +101,13 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
 class Reporter:
     """The terminal side: a tqdm bar, or JSON lines when headless."""
 
-    def __init__(self, total_steps: int, start_step: int, headless: bool, stream: TextIO | None = None):
-        self.headless = headless
+    def __init__(self, total_steps: int, start_step: int, headless: bool, stream: TextIO | None = None,
+                 silent: bool = False):
+        self.headless = headless or silent
+        self.silent = silent  # a data-parallel process other than rank 0: rank 0 reports for the job
         self.out = stream or sys.stdout
         self.bar = None
-        if not headless:
+        if not self.headless:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
@@ -80,21 +115,33 @@ class Reporter:
 
     def info(self, message: str) -> None:
         """A human-readable line: above the bar, or on stderr when headless."""
+        if self.silent:
+            return
         if self.bar is not None:
-            self.bar.write(message, file=self.out)
+            try:
+                self.bar.write(message, file=self.out)
+            except BrokenPipeError:
+                silence(self.out)
         else:
-            print(message, file=sys.stderr if self.headless else self.out, flush=True)
+            say(message, sys.stderr if self.headless else self.out)
 
     def event(self, record: dict[str, Any]) -> None:
         """A structured event (step, eval, checkpoint, done): JSON when headless."""
-        if self.headless:
-            self.out.write(json.dumps(_json_value(record)) + "\n")
-            self.out.flush()
+        if self.headless and not self.silent:
+            try:
+                self.out.write(json.dumps(_json_value(record)) + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                silence(self.out)
 
     def step(self, n: int, loss: float, tokens_per_s: float, lr: float) -> None:
         if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}", refresh=False)
+            try:
+                self.bar.update(n)
+                self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}",
+                                     refresh=False)
+            except BrokenPipeError:
+                silence(sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,4 +1,4 @@
-"""Elementwise ops: arithmetic, math functions and activations, forward beside backward.
+"""Elementwise ops: arithmetic, math functions, activations and dropout, forward beside backward.
 
 Binary ops may broadcast; their backward returns full-size gradients and the engine sums
 them back to each input's shape (autograd.unbroadcast).
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 from ..autograd import Function
-from ..backend import register_reference
 
 # ---- arithmetic -------------------------------------------------------------------
 
@@ -95,31 +94,29 @@ class Pow(Function):
         return ga, gb
 
 
-class Maximum(Function):
+class _Extremum(Function):
+    """maximum / minimum of two tensors (``op`` names the xp function). The gradient goes to the
+    operand that was picked; on ties each gets half, as in torch."""
+
+    op = "maximum"
+
     def forward(self, a, b):
-        self.mask = a >= b  # ties send the gradient to a, as torch splits... see backward
         self.tie = a == b
-        return self.xp.maximum(a, b)
+        self.picks_a = a > b if self.op == "maximum" else a < b
+        return getattr(self.xp, self.op)(a, b)
 
     def backward(self, g):
-        # On ties torch gives each side half the gradient.
-        xp = self.xp
-        wa = xp.where(self.tie, 0.5, self.mask.astype(g.dtype)).astype(g.dtype, copy=False)
+        wa = self.xp.where(self.tie, 0.5, self.picks_a.astype(g.dtype)).astype(g.dtype, copy=False)
         return (g * wa if self.needs_grad[0] else None,
                 g * (1 - wa) if self.needs_grad[1] else None)
 
 
-class Minimum(Function):
-    def forward(self, a, b):
-        self.mask = a <= b
-        self.tie = a == b
-        return self.xp.minimum(a, b)
+class Maximum(_Extremum):
+    op = "maximum"
 
-    def backward(self, g):
-        xp = self.xp
-        wa = xp.where(self.tie, 0.5, self.mask.astype(g.dtype)).astype(g.dtype, copy=False)
-        return (g * wa if self.needs_grad[0] else None,
-                g * (1 - wa) if self.needs_grad[1] else None)
+
+class Minimum(_Extremum):
+    op = "minimum"
 
 
 class Where(Function):
@@ -254,29 +251,6 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-@register_reference("erf")
-def erf_reference(xp, x):
-    """erf in float64 from xp primitives alone: a Taylor series for |x| <= 3, the
-    continued fraction of erfc beyond. Accurate to ~1e-14; slow but exact enough to be
-    the spec the fast kernels are held to."""
-    x64 = x.astype("float64")
-    ax = xp.abs(x64)
-    s = xp.minimum(ax, 3.0)
-    s2 = s * s
-    term = s
-    total = s
-    for n in range(1, 90):
-        term = term * (-s2) / n
-        total = total + term / (2 * n + 1)
-    small = (2.0 / math.sqrt(math.pi)) * total
-    z = xp.maximum(ax, 3.0)
-    frac = z
-    for k in range(60, 0, -1):  # evaluate z + (1/2)/(z + 1/(z + (3/2)/(z + ...))) from the tail
-        frac = z + (k / 2.0) / frac
-    large = 1.0 - xp.exp(-z * z) / (math.sqrt(math.pi) * frac)
-    return (xp.sign(x64) * xp.where(ax <= 3.0, small, large)).astype(x.dtype, copy=False)
-
-
 class Gelu(Function):
     """GELU: exact x*Phi(x), or the tanh approximation (approximate='tanh')."""
 
@@ -286,7 +260,7 @@ class Gelu(Function):
         if approximate == "tanh":
             self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
             return 0.5 * a * (1 + self.t)
-        self.cdf = 0.5 * (1 + self.backend.kernel("erf")(xp, a * _INV_SQRT_2))
+        self.cdf = 0.5 * (1 + self.backend.kernel("erf")(a * _INV_SQRT_2))
         return a * self.cdf
 
     def backward(self, g):
@@ -307,3 +281,15 @@ class Cast(Function):
 
     def backward(self, g):
         return g
+
+
+class Dropout(Function):
+    """Zero each element with probability p and scale the rest by 1/(1-p). ``mask`` comes in
+    precomputed (from a seeded Generator) so the op itself stays deterministic."""
+
+    def forward(self, a, mask, p):
+        self.scale = (mask / (1.0 - p)).astype(a.dtype, copy=False)
+        return a * self.scale
+
+    def backward(self, g):
+        return g * self.scale, None

@@ -4,14 +4,16 @@ indices add up (a kernel, so each backend can supply a fast one)."""
 from __future__ import annotations
 
 from ..autograd import Function
-from ..backend import register_reference
 
 
-@register_reference("index_add")
-def index_add_reference(xp, out, key, src):
-    """out[key] += src, with repeated indices in ``key`` adding up (in place)."""
-    xp.add.at(out, key, src)
-    return out
+class _ScatterBack(Function):
+    """An op whose backward adds the output's gradient into zeros of the input's shape at the
+    places its forward read (``self.shape``, ``self.dtype``: the input's, set by forward)."""
+
+    def _scatter_back(self, key, g):
+        out = self.xp.zeros(self.shape, dtype=self.dtype)
+        self.backend.kernel("index_add")(out, key, g)  # out[key] += g, repeated indices adding up
+        return out
 
 
 def _is_basic(key) -> bool:
@@ -19,17 +21,16 @@ def _is_basic(key) -> bool:
     return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in parts)
 
 
-class GetItem(Function):
+class GetItem(_ScatterBack):
     def forward(self, a, key):
         self.shape, self.dtype, self.key = a.shape, a.dtype, key
         return a[key]
 
     def backward(self, g):
+        if not _is_basic(self.key):
+            return self._scatter_back(self.key, g)
         out = self.xp.zeros(self.shape, dtype=self.dtype)
-        if _is_basic(self.key):
-            out[self.key] = g  # basic indexing never repeats an element
-        else:
-            self.backend.kernel("index_add")(self.xp, out, self.key, g)
+        out[self.key] = g  # basic indexing never repeats an element: a plain assignment will do
         return out
 
 
@@ -46,7 +47,7 @@ def _along_axis_key(xp, idx, axis: int):
     return tuple(key)
 
 
-class Gather(Function):
+class Gather(_ScatterBack):
     """take_along_axis / torch.gather: out[i][j] = a[i][idx[i][j]] (for axis=1). As in torch,
     idx may be smaller than ``a`` in the other dimensions (take_along_axis would refuse)."""
 
@@ -56,9 +57,7 @@ class Gather(Function):
         return a[self.key]
 
     def backward(self, g):
-        out = self.xp.zeros(self.shape, dtype=self.dtype)
-        self.backend.kernel("index_add")(self.xp, out, self.key, g)
-        return out, None
+        return self._scatter_back(self.key, g), None
 
 
 class ScatterAdd(Function):
@@ -67,27 +66,24 @@ class ScatterAdd(Function):
     def forward(self, a, idx, src, axis):
         self.key = _along_axis_key(self.xp, idx, axis % a.ndim)
         out = a.copy()
-        self.backend.kernel("index_add")(self.xp, out, self.key, src)
+        self.backend.kernel("index_add")(out, self.key, src)
         return out
 
     def backward(self, g):
         return g, None, (g[self.key] if self.needs_grad[2] else None)
 
 
-class IndexSelect(Function):
+class IndexSelect(_ScatterBack):
     def forward(self, a, idx, axis):
         self.shape, self.dtype, self.idx = a.shape, a.dtype, idx
         self.axis = axis % a.ndim
         return self.xp.take(a, idx, axis=self.axis)
 
     def backward(self, g):
-        out = self.xp.zeros(self.shape, dtype=self.dtype)
-        key = (slice(None),) * self.axis + (self.idx,)
-        self.backend.kernel("index_add")(self.xp, out, key, g)
-        return out, None
+        return self._scatter_back((slice(None),) * self.axis + (self.idx,), g), None
 
 
-class Embedding(Function):
+class Embedding(_ScatterBack):
     """weight[ids]: (V, D), ids (...) int -> (..., D). Backward adds rows into a (V, D) grad."""
 
     def forward(self, weight, ids):
@@ -95,7 +91,5 @@ class Embedding(Function):
         return weight[ids]
 
     def backward(self, g):
-        gw = self.xp.zeros(self.shape, dtype=self.dtype)
-        flat_ids = self.ids.reshape(-1)
-        self.backend.kernel("index_add")(self.xp, gw, flat_ids, g.reshape(flat_ids.shape[0], -1))
-        return gw, None
+        flat_ids = self.ids.reshape(-1)                                               # (N,)
+        return self._scatter_back(flat_ids, g.reshape(flat_ids.shape[0], -1)), None   # g (..., D) -> (N, D)

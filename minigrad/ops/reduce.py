@@ -1,4 +1,5 @@
-"""Reductions. ``axis`` is an int, a tuple of ints or None; ``keepdims`` as in NumPy."""
+"""Reductions. ``axis`` is an int, a tuple of ints or None; ``keepdims`` as in NumPy.
+``logsumexp_simple`` is the fused LogSumExp's composite from primitive ops."""
 
 from __future__ import annotations
 
@@ -18,52 +19,60 @@ def normalize_axis(axis, ndim: int) -> tuple:
     return tuple(sorted(set(out)))
 
 
-def _expand_back(g, in_shape, axes, keepdims):
-    """Reshape a reduced gradient so it broadcasts against the input."""
-    if not keepdims:
-        shape = [1 if i in axes else n for i, n in enumerate(in_shape)]
-        g = g.reshape(shape)
-    return g
+class _Reduction(Function):
+    """What every reduction's backward needs, kept in one place: the input's shape, the reduced
+    axes (sorted, non-negative) and keepdims."""
 
-
-class Sum(Function):
-    def forward(self, a, axis=None, keepdims=False):
+    def _reduce_over(self, a, axis, keepdims) -> tuple:
+        """Record a's shape, the axes and keepdims; returns the axes."""
         self.shape, self.axes, self.keepdims = a.shape, normalize_axis(axis, a.ndim), keepdims
-        return a.sum(axis=self.axes, keepdims=keepdims)
+        return self.axes
 
-    def backward(self, g):
-        g = _expand_back(g, self.shape, self.axes, self.keepdims)
-        return self.xp.broadcast_to(g, self.shape)
-
-
-class Mean(Function):
-    def forward(self, a, axis=None, keepdims=False):
-        self.shape, self.axes, self.keepdims = a.shape, normalize_axis(axis, a.ndim), keepdims
-        self.n = 1
+    def _count(self) -> int:
+        """How many input elements went into each output element."""
+        n = 1
         for ax in self.axes:
-            self.n *= a.shape[ax]
-        return a.mean(axis=self.axes, keepdims=keepdims)
+            n *= self.shape[ax]
+        return n
+
+    def _squeeze(self, out):
+        """A result computed with keepdims=True, in the shape the caller asked for."""
+        return out if self.keepdims else out.reshape([n for i, n in enumerate(self.shape) if i not in self.axes])
+
+    def _unsqueeze(self, g):
+        """The output's gradient reshaped so it broadcasts against the input (1 on the reduced axes)."""
+        return g if self.keepdims else g.reshape([1 if i in self.axes else n for i, n in enumerate(self.shape)])
+
+
+class Sum(_Reduction):
+    def forward(self, a, axis=None, keepdims=False):
+        return a.sum(axis=self._reduce_over(a, axis, keepdims), keepdims=keepdims)
 
     def backward(self, g):
-        g = _expand_back(g, self.shape, self.axes, self.keepdims) / self.n
-        return self.xp.broadcast_to(g, self.shape)
+        return self.xp.broadcast_to(self._unsqueeze(g), self.shape)
 
 
-class _MaxMin(Function):
+class Mean(_Reduction):
+    def forward(self, a, axis=None, keepdims=False):
+        return a.mean(axis=self._reduce_over(a, axis, keepdims), keepdims=keepdims)
+
+    def backward(self, g):
+        return self.xp.broadcast_to(self._unsqueeze(g) / self._count(), self.shape)
+
+
+class _MaxMin(_Reduction):
     """max / min: the gradient is split evenly among tied extremes (as torch's amax does)."""
 
     op = "max"
 
     def forward(self, a, axis=None, keepdims=False):
-        self.shape, self.axes, self.keepdims = a.shape, normalize_axis(axis, a.ndim), keepdims
-        out = getattr(a, self.op)(axis=self.axes, keepdims=True)
+        out = getattr(a, self.op)(axis=self._reduce_over(a, axis, keepdims), keepdims=True)
         self.mask = a == out
-        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in self.axes])
+        return self._squeeze(out)
 
     def backward(self, g):
-        g = _expand_back(g, self.shape, self.axes, self.keepdims)
         m = self.mask.astype(g.dtype)
-        return m * (g / m.sum(axis=self.axes, keepdims=True))
+        return m * (self._unsqueeze(g) / m.sum(axis=self.axes, keepdims=True))
 
 
 class Max(_MaxMin):
@@ -74,35 +83,40 @@ class Min(_MaxMin):
     op = "min"
 
 
-class Var(Function):
+class Var(_Reduction):
     """Variance with ``correction`` (1 = unbiased, torch's default; 0 = population)."""
 
     def forward(self, a, axis=None, keepdims=False, correction=1):
-        self.shape, self.axes, self.keepdims = a.shape, normalize_axis(axis, a.ndim), keepdims
-        n = 1
-        for ax in self.axes:
-            n *= a.shape[ax]
-        self.denom = max(n - correction, 0)
-        self.centered = a - a.mean(axis=self.axes, keepdims=True)
-        out = (self.centered * self.centered).sum(axis=self.axes, keepdims=keepdims)
+        axes = self._reduce_over(a, axis, keepdims)
+        self.denom = max(self._count() - correction, 0)
+        self.centered = a - a.mean(axis=axes, keepdims=True)
+        out = (self.centered * self.centered).sum(axis=axes, keepdims=keepdims)
         return out / self.denom if self.denom > 0 else out * float("nan")
 
     def backward(self, g):
-        g = _expand_back(g, self.shape, self.axes, self.keepdims)
+        g = self._unsqueeze(g)
         return g * (2.0 / self.denom) * self.centered if self.denom > 0 else g * self.centered * float("nan")
 
 
-class LogSumExp(Function):
+class LogSumExp(_Reduction):
     def forward(self, a, axis=None, keepdims=False):
         xp = self.xp
-        self.shape, self.axes, self.keepdims = a.shape, normalize_axis(axis, a.ndim), keepdims
-        m = a.max(axis=self.axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, xp.zeros((), dtype=a.dtype))
+        axes = self._reduce_over(a, axis, keepdims)
+        m = a.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros((), dtype=a.dtype))  # an all -inf row: shift by 0, not inf
         e = xp.exp(a - m)
-        s = e.sum(axis=self.axes, keepdims=True)
-        out = xp.log(s) + m
+        s = e.sum(axis=axes, keepdims=True)
         self.soft = e / s
-        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in self.axes])
+        return self._squeeze(xp.log(s) + m)
 
     def backward(self, g):
-        return _expand_back(g, self.shape, self.axes, self.keepdims) * self.soft
+        return self._unsqueeze(g) * self.soft
+
+
+def logsumexp_simple(x, axis=None, keepdims: bool = False):
+    """log(sum(exp(x))) from primitive ops, whose backward autograd derives: the max is
+    subtracted first so exp cannot overflow, and detached (the shift cancels in the value, so
+    no gradient flows through it). Unlike the fused op, an all -inf slice gives nan."""
+    m = x.max(axis=axis, keepdims=True).detach()
+    s = (x - m).exp().sum(axis=axis, keepdims=keepdims).log()
+    return s + (m if keepdims else m.reshape(s.shape))

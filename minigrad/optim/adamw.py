@@ -7,43 +7,17 @@ Per element, with t the step count (from 1) and the same operation order as torc
     v  <- v * beta2 + (1 - beta2) * g * g                     second moment
     p  <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-The update is the kernel ``"adamw_step"``; the reference below is written against ``xp`` only
-(it runs on every backend, and is the spec the Numba kernel in kernels/cpu/adamw.py is held to).
+The update is the kernel ``"adamw_step"``: its reference, written against ``xp`` only (it runs on
+every backend), is kernels/reference/adamw.py, the spec the Numba kernel in kernels/cpu/adamw.py
+is held to.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ..backend import register_reference
 from ..tensor import Tensor
 from .optimizer import Optimizer, ParamsLike
-
-
-@register_reference("adamw_step")
-def adamw_step_reference(xp: Any, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr: float,
-                         beta1: float, beta2: float, eps: float, wd: float, step: int) -> None:
-    """One AdamW step for one parameter, updating ``param``, ``exp_avg``, ``exp_avg_sq`` in place.
-    Scalars stay Python floats so NumPy/CuPy compute in the arrays' dtype (float32 stays float32)."""
-    bias_correction1 = 1.0 - beta1 ** step
-    bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
-    step_size = lr / bias_correction1
-    if wd != 0.0:
-        param *= 1.0 - lr * wd
-    tmp = grad - exp_avg  # the one scratch buffer, reused below
-    tmp *= 1.0 - beta1
-    exp_avg += tmp
-    xp.multiply(grad, grad, out=tmp)
-    tmp *= 1.0 - beta2
-    exp_avg_sq *= beta2
-    exp_avg_sq += tmp
-    xp.sqrt(exp_avg_sq, out=tmp)
-    tmp /= bias_correction2_sqrt
-    tmp += eps
-    xp.divide(exp_avg, tmp, out=tmp)
-    tmp *= step_size
-    param -= tmp
 
 
 class AdamW(Optimizer):
@@ -74,7 +48,7 @@ def adamw_update(p: Tensor, grad: Any, state: dict[str, Any], lr: float, beta1: 
         state["exp_avg"] = xp.zeros_like(p.data)
         state["exp_avg_sq"] = xp.zeros_like(p.data)
     state["step"] += 1
-    p.backend.kernel("adamw_step")(xp, p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+    p.backend.kernel("adamw_step")(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
                                    float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                                    int(state["step"]))
 

@@ -1,9 +1,7 @@
 """Fused layer ops with hand-written backward. Each module holds, side by side:
 
-* the reference kernels (``*_forward`` / ``*_backward``, written against ``xp``): the spec,
-  registered in the core kernel registry so a backend may supply a faster twin (the Mamba
-  ops' kernels already live in the kernel tables' layout: ``kernels/reference``, ``kernels/cpu``);
-* the Function that calls ``backend.kernel(...)`` for its forward and backward;
+* the Function that calls ``backend.kernel(...)`` for its forward and backward (the kernels
+  themselves, a reference spec and a Numba twin, are in ``kernels/reference`` and ``kernels/cpu``);
 * a ``*_simple`` composite built from primitive ops, whose gradient autograd derives, for
   learners to compare with the fused version.
 """

@@ -6,16 +6,14 @@ from __future__ import annotations
 import minigrad as mg
 from minigrad import Function, Tensor
 
-from ._kernel_table import kernel
-
 
 class CausalConv1d(Function):
     def forward(self, x, w, bias=None, silu=False):
         self.x, self.w, self.bias, self.silu = x, w, bias, silu
-        return kernel(self.backend, "causal_conv1d_forward")(x, w, bias, silu)
+        return self.backend.kernel("causal_conv1d_forward")(x, w, bias, silu)
 
     def backward(self, g):
-        dx, dw, db = kernel(self.backend, "causal_conv1d_backward")(g, self.x, self.w, self.bias, self.silu)
+        dx, dw, db = self.backend.kernel("causal_conv1d_backward")(g, self.x, self.w, self.bias, self.silu)
         return (dx, dw) if self.bias is None else (dx, dw, db)
 
 

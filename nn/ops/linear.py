@@ -87,15 +87,14 @@ class SwiGLULinear(Function):
         self.w = _stacked_weight(self.xp, (w_gate, w_up))             # (2F, in)
         f = w_gate.shape[0]
         self.gu = self.x2 @ self.w.T                                  # (N, 2F): [gate | up]
-        h = self.backend.kernel("swiglu_forward")(self.xp, self.gu[:, :f], self.gu[:, f:])   # (N, F)
+        h = self.backend.kernel("swiglu_forward")(self.gu[:, :f], self.gu[:, f:])   # (N, F)
         return h.reshape(*x.shape[:-1], f)
 
     def backward(self, g):
         f = self.gu.shape[1] // 2
         g2 = g.reshape(-1, f)                                         # (N, F)
         dgu = self.xp.empty_like(self.gu)                             # (N, 2F): [dgate | dup]
-        self.backend.kernel("swiglu_backward")(self.xp, g2, self.gu[:, :f], self.gu[:, f:],
-                                               out=(dgu[:, :f], dgu[:, f:]))
+        self.backend.kernel("swiglu_backward")(g2, self.gu[:, :f], self.gu[:, f:], out=(dgu[:, :f], dgu[:, f:]))
         gx = (dgu @ self.w).reshape(self.x_shape) if self.needs_grad[0] else None
         gw = dgu.T @ self.x2 if any(self.needs_grad[1:]) else None
         return (gx, *_weight_grads(gw, (f, f), self.needs_grad[1:]))

@@ -1,12 +1,13 @@
 """Rotary position embedding, in the half-split ("rotate_half") convention of transformers'
-Llama: the first and second halves of each head's vector form the rotated pairs."""
+Llama: the first and second halves of each head's vector form the rotated pairs. The reference
+kernels are in kernels/reference/rope.py, the Numba twins in kernels/cpu/rope.py."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from minigrad import Function, Tensor
-from minigrad.backend import Backend, register_reference
+from minigrad.backend import Backend
 
 
 def rope_tables(head_dim: int, max_len: int, theta: float, backend: Backend, dtype=np.float32):
@@ -20,37 +21,13 @@ def rope_tables(head_dim: int, max_len: int, theta: float, backend: Backend, dty
     return cos, sin
 
 
-def _rotate_half(xp, x):
-    h = x.shape[-1] // 2
-    return xp.concatenate([-x[..., h:], x[..., :h]], axis=-1)
-
-
-def _rotate_half_t(xp, y):
-    # The transpose of rotate_half: it sends (y1, y2) to (y2, -y1).
-    h = y.shape[-1] // 2
-    return xp.concatenate([y[..., h:], -y[..., :h]], axis=-1)
-
-
-@register_reference("rope_forward")
-def rope_forward(xp, x, cos, sin):
-    """x (B, T, H, D); cos, sin (T, D) for the positions of x."""
-    c, s = cos[:, None, :], sin[:, None, :]  # (T, 1, D): broadcast over heads
-    return x * c + _rotate_half(xp, x) * s
-
-
-@register_reference("rope_backward")
-def rope_backward(xp, g, cos, sin):
-    c, s = cos[:, None, :], sin[:, None, :]
-    return g * c + _rotate_half_t(xp, g * s)
-
-
 class Rope(Function):
     def forward(self, x, cos, sin):
         self.cos, self.sin = cos, sin
-        return self.backend.kernel("rope_forward")(self.xp, x, cos, sin)
+        return self.backend.kernel("rope_forward")(x, cos, sin)
 
     def backward(self, g):
-        return self.backend.kernel("rope_backward")(self.xp, g, self.cos, self.sin), None, None
+        return self.backend.kernel("rope_backward")(g, self.cos, self.sin), None, None
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, offset: int = 0) -> Tensor:

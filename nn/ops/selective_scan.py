@@ -6,21 +6,19 @@ from __future__ import annotations
 import minigrad as mg
 from minigrad import Function, Tensor
 
-from ._kernel_table import kernel
-
 CHUNK = 64  # steps between the states the forward keeps for the backward
 
 
 class SelectiveScan(Function):
     def forward(self, u, delta, A, B, C, h0=None, chunk=CHUNK):
-        y, last, self.starts = kernel(self.backend, "selective_scan_forward")(u, delta, A, B, C, h0, chunk)
+        y, last, self.starts = self.backend.kernel("selective_scan_forward")(u, delta, A, B, C, h0, chunk)
         self.u, self.delta, self.A, self.B, self.C, self.chunk = u, delta, A, B, C, chunk
         return y, last
 
     def backward(self, g, g_last):
         if g_last is not None:
             raise NotImplementedError("selective_scan: no gradient through the returned last state")
-        return kernel(self.backend, "selective_scan_backward")(g, self.u, self.delta, self.A, self.B, self.C,
+        return self.backend.kernel("selective_scan_backward")(g, self.u, self.delta, self.A, self.B, self.C,
                                                                self.starts, self.chunk)
 
 

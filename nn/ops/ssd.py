@@ -6,19 +6,17 @@ from __future__ import annotations
 import minigrad as mg
 from minigrad import Function, Tensor
 
-from ._kernel_table import kernel
-
 
 class SSD(Function):
     def forward(self, x, a, B, C, h0=None, chunk=64):
-        y, last, self.starts = kernel(self.backend, "ssd_forward")(x, a, B, C, chunk, h0)
+        y, last, self.starts = self.backend.kernel("ssd_forward")(x, a, B, C, chunk, h0)
         self.x, self.a, self.B, self.C, self.chunk = x, a, B, C, chunk
         return y, last
 
     def backward(self, g, g_last):
         if g_last is not None:
             raise NotImplementedError("ssd: no gradient through the returned last state")
-        return kernel(self.backend, "ssd_backward")(g, self.x, self.a, self.B, self.C, self.chunk, self.starts)
+        return self.backend.kernel("ssd_backward")(g, self.x, self.a, self.B, self.C, self.chunk, self.starts)
 
 
 def _check(x, a, B, C):
