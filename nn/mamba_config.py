@@ -139,3 +139,52 @@ def _check_mamba2(cfg: ModelConfig, problems: Problems, label) -> None:
     if dims.complex_rope and dims.num_angles < 1:
         problems.error(f"{label('mamba3_complex_rope')}: the rotation needs model.mamba2_state_size >= 4 "
                        f"(it rotates N / 4 pairs), got {dims.d_state}")
+
+
+def layer_parameters(dims: MambaDims) -> int:
+    """Parameters of one Mamba block (its RMSNorm and mixer), as ``nn`` builds it."""
+    h, d, n, k = dims.hidden, dims.d_inner, dims.d_state, dims.d_conv
+    if dims.family == "mamba1":
+        r = dims.dt_rank
+        # in_proj, conv (+ bias), x_proj, dt_proj (+ bias), A_log, D, out_proj, norm
+        return h * 2 * d + d * (k + 1) + d * (r + 2 * n) + (r + 1) * d + d * n + d + d * h + h
+    heads, ranks = dims.num_heads, dims.ranks
+    xbc = d + 2 * dims.n_groups * n * ranks
+    extra = (heads if dims.trapezoidal else 0) + dims.num_angles
+    count = h * (d + xbc + heads + extra) + 3 * heads + d + d * h + h     # in_proj, dt_bias/A_log/D, norms, out
+    if dims.use_conv:
+        count += xbc * (k + 1)
+    if dims.bc_norm:
+        count += 2 * n + 2 * heads * ranks * n
+    if dims.mimo_rank:
+        count += 2 * heads * ranks * dims.head_dim
+    return count
+
+
+def activation_values(dims: MambaDims, chunk_states: int = 64) -> float:
+    """Numbers one Mamba block keeps per token for the backward: every intermediate of its forward (the graph
+    holds them), plus the state at each chunk start (``chunk_states`` = Mamba1's checkpoint interval). Counted
+    op by op from the layers; tests/test_memory.py holds it to the arrays a real graph keeps."""
+    h, d, n = dims.hidden, dims.d_inner, dims.d_state
+    if dims.family == "mamba1":
+        # norm, in_proj, conv, x_proj, dt_proj, softplus, scan, x*D, +, gate, out_proj, residual; + chunk starts
+        return 3 * h + 8 * d + dims.dt_rank + 2 * n + d * n / chunk_states
+    heads, r, g = dims.num_heads, dims.ranks, dims.n_groups
+    xbc = d + 2 * g * n * r
+    states = heads * dims.head_dim * n / dims.chunk
+    # norm, in_proj, conv, dt (+bias, softplus, *A), x*dt, ssd, x*D, +, gate, group norm (* weight), out, residual
+    values = 3 * h + (d + xbc + heads) + (xbc if dims.use_conv else 0) + 3 * heads + 6 * d + states
+    values += d if g > 1 else 0
+    if dims.family == "mamba2":
+        return values
+    hn = heads * r * n                                                   # B or C per head
+    if dims.bc_norm:
+        values += 2 * (g * n * r + 2 * hn)                               # normed, per head, + bias
+    if dims.complex_rope:
+        a = dims.num_angles
+        values += 5 * heads * a + 2 * (10 * heads * r * a + hn)          # angles; both rotations (pairs, cat)
+    if dims.trapezoidal:
+        values += 5 * heads + heads * r * r + 4 * d * r                  # lambda weights; the look-back correction
+    if dims.mimo_rank:
+        values += 5 * d * r                                              # lifted inputs, outputs, mixing
+    return values

@@ -175,3 +175,49 @@ def test_mamba1_keys_are_warned_about_in_a_mamba2_model():
     problems = Problems("cfg")
     nn.check_model(nn.config.ModelConfig(**{**BASE, "mamba_layers": [0], "mamba_d_state": 16, **MAMBA2}), problems)
     assert any("model.mamba_d_state set, but the Mamba layers are mamba2" in w for w in problems.warnings)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_parameter_count_from_the_config(name):
+    """train.py refuses a model too large for the machine before building it, from this count."""
+    cfg = nn.model_config({**BASE, **FAMILIES[name]})
+    assert nn.parameter_count(cfg) == nn.build_model(cfg).num_parameters()
+
+
+def _graph_bytes(out, params) -> int:
+    """Bytes of the distinct buffers the graph behind ``out`` keeps: arrays its Functions hold and the data of
+    their non-parameter inputs (the graph holds its inputs)."""
+    from minigrad.autograd import _topo_order
+
+    seen = {}
+
+    def add(a):
+        if isinstance(a, np.ndarray) and a.size:
+            while isinstance(a.base, np.ndarray):
+                a = a.base
+            seen[id(a)] = 0 if id(a) in params else a.nbytes
+
+    for fn in _topo_order(out._ctx):
+        for v in vars(fn).values():
+            for a in (v if isinstance(v, (tuple, list)) else (v,)):
+                add(a)
+        for t in fn.inputs:
+            add(t.data)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("name", ["mamba1", "mamba2", "mamba3", "mamba3-all"])
+def test_activation_estimate_is_what_the_graph_keeps(name):
+    batch, seq = 2, 32
+    measured = []
+    for layers in (1, 3):  # the difference is two Mamba layers' worth
+        cfg = nn.model_config({**BASE, **FAMILIES[name], "hidden_size": 64, "num_layers": layers,
+                               "mamba_layers": list(range(layers)), "mamba2_num_heads": 8, "mamba2_chunk_size": 8})
+        m = nn.build_model(cfg, backend="numba")
+        out = m(mg.tensor(np.zeros((batch, seq), dtype=np.int64), backend="numba"))
+        measured.append(_graph_bytes(out, {id(p.data) for p in m.parameters()}))
+    per_layer = (measured[1] - measured[0]) / 2
+    estimate = (nn.training_memory(cfg, 0, batch, seq, "adamw")["activations"]
+                - nn.training_memory(nn.model_config({**cfg.to_dict(), "num_layers": 1, "mamba_layers": [0]}), 0, batch,
+                                     seq, "adamw")["activations"]) / 2
+    assert 0.8 <= estimate / per_layer <= 1.25, (estimate, per_layer)
