@@ -221,3 +221,16 @@ def test_activation_estimate_is_what_the_graph_keeps(name):
                 - nn.training_memory(nn.model_config({**cfg.to_dict(), "num_layers": 1, "mamba_layers": [0]}), 0, batch,
                                      seq, "adamw")["activations"]) / 2
     assert 0.8 <= estimate / per_layer <= 1.25, (estimate, per_layer)
+
+
+def test_a_log_gets_no_weight_decay_and_no_muon():
+    from minigrad.optim import param_groups
+    from minigrad.optim.muon import MuonWithAdamW
+
+    m = build("mamba1")
+    a_log = m.backbone.layers[0].mixer.A_log
+    assert a_log.ndim == 2
+    groups = param_groups.decay_groups(m.named_parameters(), 0.1)
+    assert any(p is a_log for g in groups if g["weight_decay"] == 0.0 for p in g["params"])
+    muon = MuonWithAdamW(m.named_parameters())
+    assert all(p is not a_log for g in muon.param_groups if g["algorithm"] == "muon" for p in g["params"])
