@@ -9,12 +9,13 @@ Kernels (float32, two threads everywhere, one run):
 * Mamba2 SSD, the same 2048 tokens, 8 heads x 64, state 64, chunk 64: Numba, the NumPy twin, and transformers'
   ``mamba2_chunk_scan`` (their pure-torch path, also chunked).
 
-Each is timed as forward + backward, best of ``--repeats`` (torch's sequential scan takes about a minute a run on
-2 cores, so it gets ``--torch-repeats``). The floor is the time the kernel's exp() calls alone would take at this
-machine's exp throughput, measured in the same run (``fast_exp`` over an in-cache array on the same threads): the
-scan makes 2 exp per (token, channel, state entry) in all (forward, and the backward's recomputation); the SSD
-makes one per entry of each chunk's causal decay mask and per step, twice. The SSD is bound by multiply-adds,
-not exp, so it is also shown against the float32 GEMM rate NumPy reaches (2048^3) for its multiply-adds.
+Each is timed as forward + backward, best of ``--repeats`` (wall clock; the last column compares CPU
+seconds), except torch's (its sequential scan takes about a minute a run on 2 cores): best of ``--torch-repeats``.
+The floor is the time the kernel's exp() calls alone would take at this machine's exp throughput, measured in
+the same run (``fast_exp`` over an in-cache array on the same threads): the scan makes 2 exp per (token,
+channel, state entry) in all (forward, and the backward's recomputation); the SSD makes one per entry of each
+chunk's causal decay mask and per step, twice. The SSD is bound by multiply-adds, not exp, so it is also shown
+against the float32 GEMM rate NumPy reaches (2048^3) for its multiply-adds.
 
 Models: training tokens/s (forward, cross-entropy, backward, AdamW) of a pure Mamba2 model and the Llama nano
 model of ``bench/train_step.py`` with (about) the same parameter count, at seq 256 (batch 8) and seq 1024
@@ -47,13 +48,17 @@ SCAN = dict(batch=4, seq=512, d_inner=512, d_state=16, chunk=64)
 SSD = dict(batch=4, seq=512, heads=8, head_dim=64, d_state=64, chunk=64)
 
 
-def best_of(fn, repeats: int) -> float:
+def best_of(fn, repeats: int, cpu: list | None = None) -> float:
+    """Best wall-clock time of ``repeats`` runs; the best CPU time (all threads) is appended to ``cpu``."""
     fn()  # warm-up (Numba's compile or cache load)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.append(min(cpu_times))
     return min(times)
 
 
@@ -150,16 +155,17 @@ def kernels_part(repeats: int, torch_repeats: int) -> None:
     print(f"exp throughput (fast_exp, {THREADS} threads, in cache): {rate / 1e9:.2f} G/s; "
           f"numpy sgemm 2048^3: {peak / 1e9:.0f} GFLOP/s")
     print(f"{'fwd+bwd':12} {'numba ms':>9} {'numpy ms':>9} {'torch ms':>9} {'numpy/numba':>11} {'torch/numba':>11} "
-          f"{'exp floor ms':>12} {'x floor':>7} {'gemm floor ms':>13} {'x gemm':>6}")
+          f"{'exp floor ms':>12} {'x floor':>7} {'gemm floor ms':>13} {'x gemm':>6} {'cpu numpy/numba':>15}")
     for name, case in (("mamba1 scan", scan_case), ("mamba2 ssd", ssd_case)):
         numba_run, numpy_run, torch_run, exps, flops = case()
-        t_numba = best_of(numba_run, repeats)
-        t_numpy = best_of(numpy_run, max(1, repeats // 2))
+        cpu: list[float] = []  # CPU seconds, which another process's load disturbs less than wall time
+        t_numba = best_of(numba_run, repeats, cpu)
+        t_numpy = best_of(numpy_run, max(1, repeats // 2), cpu)
         t_torch = best_of(torch_run, torch_repeats)
         floor = exps / rate
         gemm = f"{1e3 * flops / peak:13.1f} {t_numba / (flops / peak):5.1f}x" if flops else f"{'-':>13} {'-':>6}"
         print(f"{name:12} {1e3 * t_numba:9.1f} {1e3 * t_numpy:9.1f} {1e3 * t_torch:9.1f} {t_numpy / t_numba:10.1f}x "
-              f"{t_torch / t_numba:10.1f}x {1e3 * floor:12.2f} {t_numba / floor:6.1f}x {gemm}")
+              f"{t_torch / t_numba:10.1f}x {1e3 * floor:12.2f} {t_numba / floor:6.1f}x {gemm} {cpu[1] / cpu[0]:14.1f}x")
 
 
 # ---- models ---------------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ import numpy as np
 import minigrad as mg
 from minigrad import Tensor
 
-from .cache import KVCache  # noqa: F401  (its home was here)
-
 
 def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
                 rng: mg.Generator) -> np.ndarray:
