@@ -3,6 +3,7 @@
     import nn
     model = nn.build_model({"hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 512})
     logits = model(ids)                # (batch, seq, vocab)
+    model = nn.from_pretrained("hf/me/my-model")   # a packed folder, or a transformers LlamaForCausalLM folder
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .mamba2 import Mamba2Mixer
 from .mamba3 import Mamba3Mixer
 from .memory import available_memory, parameter_count, training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
+from .pretrained import ARCHITECTURES, PretrainedError, family_of, from_pretrained, read_pretrained, save_pretrained
 from .ssm_block import MambaBackbone, MambaBlock
 
 
@@ -37,4 +39,5 @@ __all__ = [
     "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
     "KVCache", "AttentionCache", "MambaCache", "ModelCache", "generate", "generate_text", "sample_next",
     "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+    "ARCHITECTURES", "PretrainedError", "family_of", "from_pretrained", "read_pretrained", "save_pretrained",
 ]
