@@ -10,7 +10,7 @@ Kernels (float32, two threads everywhere, one run):
   ``mamba2_chunk_scan`` (their pure-torch path, also chunked).
 
 Each is timed as forward + backward, best of ``--repeats`` (wall clock; the last column compares CPU
-seconds), except torch's (its sequential scan takes about a minute a run on 2 cores): best of ``--torch-repeats``.
+seconds), except torch's sequential scan (about a minute a run on 2 cores): best of ``--torch-repeats``.
 The floor is the time the kernel's exp() calls alone would take at this machine's exp throughput, measured in
 the same run (``fast_exp`` over an in-cache array on the same threads): the scan makes 2 exp per (token,
 channel, state entry) in all (forward, and the backward's recomputation); the SSD makes one per entry of each
@@ -161,7 +161,7 @@ def kernels_part(repeats: int, torch_repeats: int) -> None:
         cpu: list[float] = []  # CPU seconds, which another process's load disturbs less than wall time
         t_numba = best_of(numba_run, repeats, cpu)
         t_numpy = best_of(numpy_run, max(1, repeats // 2), cpu)
-        t_torch = best_of(torch_run, torch_repeats)
+        t_torch = best_of(torch_run, torch_repeats if name == "mamba1 scan" else repeats)
         floor = exps / rate
         gemm = f"{1e3 * flops / peak:13.1f} {t_numba / (flops / peak):5.1f}x" if flops else f"{'-':>13} {'-':>6}"
         print(f"{name:12} {1e3 * t_numba:9.1f} {1e3 * t_numpy:9.1f} {1e3 * t_torch:9.1f} {t_numpy / t_numba:10.1f}x "
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=["kernels", "models", "all"], default="all")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of each kernel (best is shown)")
-    ap.add_argument("--torch-repeats", type=int, default=1, help="timed runs of torch's kernels")
+    ap.add_argument("--torch-repeats", type=int, default=1, help="timed runs of torch's sequential scan")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per model and side")
     args = ap.parse_args(argv)
     torch.set_num_threads(THREADS)
