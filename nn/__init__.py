@@ -11,14 +11,19 @@ from __future__ import annotations
 from minigrad.backend import Backend
 
 from . import config, ops
+from .cache import AttentionCache, KVCache, MambaCache, ModelCache
 from .checkpoint import model_from_checkpoint, tokenizer_beside
 from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
-from .generate import KVCache, generate, generate_text, sample_next
+from .generate import generate, generate_text, sample_next
 from .layers import Embedding, Linear, RMSNorm
-from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel
+from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel, make_block
+from .mamba import MambaMixer
+from .mamba2 import Mamba2Mixer
+from .mamba3 import Mamba3Mixer
 from .memory import available_memory, parameter_count, training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
 from .pretrained import ARCHITECTURES, PretrainedError, family_of, from_pretrained, read_pretrained, save_pretrained
+from .ssm_block import MambaBackbone, MambaBlock
 
 
 def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = None, seed: int = 0,
@@ -29,9 +34,10 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 
 __all__ = [
     "Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
-    "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "build_model",
+    "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "build_model", "make_block",
+    "MambaMixer", "Mamba2Mixer", "Mamba3Mixer", "MambaBlock", "MambaBackbone",
     "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
-    "KVCache", "generate", "generate_text", "sample_next",
+    "KVCache", "AttentionCache", "MambaCache", "ModelCache", "generate", "generate_text", "sample_next",
     "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
     "ARCHITECTURES", "PretrainedError", "family_of", "from_pretrained", "read_pretrained", "save_pretrained",
 ]

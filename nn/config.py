@@ -1,12 +1,17 @@
 """The ``model:`` section of a config: its one schema, and the checked :class:`ModelConfig` models are built from.
 
 Keys follow Oxidizr's configs (so their files load) plus a few of ours (``rms_norm_eps``,
-``tie_word_embeddings``, ``mamba_dt_rank``). The dataclass below *is* the schema: each field's type, default,
-meaning and bounds, read by ``model_config`` (which checks a dict) and by ``--help-config``.
+``tie_word_embeddings``, ``mamba_dt_rank``, ``mamba3_trapezoidal``, ``mamba3_bc_norm``). The dataclass below
+*is* the schema: each field's type, default, meaning and bounds, read by ``model_config`` (which checks a dict)
+and by ``--help-config``.
 
-Architectures that are not built yet (Mamba, MLA, MoE) have their keys here so that Oxidizr's files
-parse; a config that switches one on is refused, naming every such key at once. Keys that are accepted but
-would do nothing in the model described (``mamba2_*`` with no ``mamba_layers``) get a warning.
+Layers listed in ``mamba_layers`` are Mamba blocks, of one family for the whole model: Mamba3 when
+``mamba3_enabled``, else Mamba2 when any ``mamba2_*`` key is set, else Mamba1. The others are attention
+blocks. A Mamba key left null takes the default named in its description (``mamba_defaults``).
+
+Architectures that are not built yet (MLA, MoE) have their keys here so that Oxidizr's files parse; a config
+that switches one on is refused, naming every such key at once. Keys that are accepted but would do nothing in
+the model described (``mamba2_*`` with no ``mamba_layers``) get a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from minigrad.config import ConfigError, Key, Problems, coerce, suggest
+
+from . import mamba_config
+from .mamba_config import MambaDims
 
 __all__ = ["ConfigError", "ModelConfig", "MODEL_KEYS", "model_config", "check_model", "config_differences"]
 
@@ -50,23 +58,29 @@ class ModelConfig:
     num_experts: int | None = key(None, "MoE: experts per layer")
     experts_per_tok: int | None = key(None, "MoE: experts routed to per token")
     shared_expert_enabled: bool | None = key(None, "MoE: an always-on expert")
-    # ---- Mamba layers (not built yet): which layers, then each family's keys
-    mamba_layers: list[int] = key([], "indices of layers that are Mamba blocks")
-    mamba_d_state: int | None = key(None, "Mamba1: state size N")
-    mamba_d_conv: int | None = key(None, "Mamba1: causal conv width")
-    mamba_expand: int | None = key(None, "Mamba1: inner width multiplier")
-    mamba_dt_rank: int | None = key(None, "Mamba1: rank of the dt projection; null = ceil(hidden_size / 16)")
-    mamba2_num_heads: int | None = key(None, "Mamba2: SSM heads")
-    mamba2_head_dim: int | None = key(None, "Mamba2: head width")
-    mamba2_state_size: int | None = key(None, "Mamba2: state size N")
-    mamba2_chunk_size: int | None = key(None, "Mamba2: SSD chunk length")
-    mamba2_n_groups: int | None = key(None, "Mamba2: B/C groups")
-    mamba2_conv_kernel: int | None = key(None, "Mamba2: causal conv width")
-    mamba2_expand: int | None = key(None, "Mamba2: inner width multiplier")
-    mamba3_enabled: bool | None = key(None, "Mamba3 layers instead of Mamba2")
-    mamba3_complex_rope: bool | None = key(None, "Mamba3: complex-valued RoPE")
-    mamba3_mimo_rank: int | None = key(None, "Mamba3: MIMO rank (0 = SISO)")
-    mamba3_use_conv: bool | None = key(None, "Mamba3: keep the short conv")
+    # ---- Mamba layers: which layers, then each family's keys (null = the default in brackets)
+    mamba_layers: list[int] = key([], "indices of layers that are Mamba blocks (all of them: a pure Mamba model)")
+    mamba_d_state: int | None = key(None, "Mamba1: state size N [16]", minimum=1)
+    mamba_d_conv: int | None = key(None, "Mamba1: causal conv width [4]", minimum=1)
+    mamba_expand: int | None = key(None, "Mamba1: inner width = mamba_expand * hidden_size [2]", minimum=1)
+    mamba_dt_rank: int | None = key(None, "Mamba1: rank of the dt projection [ceil(hidden_size / 16)]", minimum=1)
+    mamba2_num_heads: int | None = key(None, "Mamba2: SSM heads [inner width / mamba2_head_dim]", minimum=1)
+    mamba2_head_dim: int | None = key(None, "Mamba2: channels per head [64, or inner width / mamba2_num_heads]",
+                                      minimum=1)
+    mamba2_state_size: int | None = key(None, "Mamba2: state size N [64]", minimum=1)
+    mamba2_chunk_size: int | None = key(None, "Mamba2: SSD chunk length (any sequence length works) [64]",
+                                        minimum=1)
+    mamba2_n_groups: int | None = key(None, "Mamba2: groups of heads sharing B and C [1]", minimum=1)
+    mamba2_conv_kernel: int | None = key(None, "Mamba2: causal conv width [4]", minimum=1)
+    mamba2_expand: int | None = key(None, "Mamba2: inner width = mamba2_expand * hidden_size [2]", minimum=1)
+    mamba3_enabled: bool | None = key(None, "Mamba3 layers (on top of the mamba2_* keys) instead of Mamba2")
+    mamba3_trapezoidal: bool | None = key(None, "Mamba3: exponential-trapezoidal discretization with a "
+                                                "data-dependent lambda (off: Mamba2's Euler step) [true]")
+    mamba3_complex_rope: bool | None = key(None, "Mamba3: complex state as a data-dependent rotation of B and C "
+                                                 "[true]")
+    mamba3_mimo_rank: int | None = key(None, "Mamba3: MIMO rank (0 = SISO) [0]", minimum=0)
+    mamba3_use_conv: bool | None = key(None, "Mamba3: keep Mamba2's short causal conv [false]")
+    mamba3_bc_norm: bool | None = key(None, "Mamba3: RMSNorm on B and C plus learned per-head biases [true]")
 
     @property
     def head_dim(self) -> int:
@@ -81,6 +95,19 @@ class ModelConfig:
         if self.intermediate_size:
             return self.intermediate_size
         return -(-(8 * self.hidden_size // 3) // 32) * 32
+
+    @property
+    def mamba(self) -> MambaDims | None:
+        """The Mamba layers' dimensions (defaults filled in), or None if there are no Mamba layers."""
+        return mamba_config.resolve(self)
+
+    def is_mamba_layer(self, i: int) -> bool:
+        return i in self.mamba_layers
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether any layer is an attention block (a pure Mamba model has none)."""
+        return len(set(self.mamba_layers)) < self.num_layers
 
     def to_dict(self) -> dict[str, Any]:
         """The keys that are set (what a config file would need to rebuild this model)."""
@@ -103,7 +130,6 @@ MODEL_KEYS: dict[str, Key] = {f.name: _schema_key(f) for f in fields(ModelConfig
 
 # Keys that switch on an architecture that is not built yet, and what it is called.
 NOT_YET_SUPPORTED = {
-    "mamba_layers": "Mamba layers", "mamba3_enabled": "Mamba-3",
     "kv_latent_dim": "MLA attention", "q_latent_dim": "MLA attention", "d_rope": "MLA attention",
     "num_experts": "Mixture-of-Experts", "experts_per_tok": "Mixture-of-Experts",
     "shared_expert_enabled": "Mixture-of-Experts",
@@ -127,6 +153,20 @@ def suggest_key(name: str) -> str:
 def check_model(cfg: ModelConfig, problems: Problems, label=lambda k: f"model.{k}",
                 check_supported: bool = True) -> None:
     """Checks that span keys (shapes that must divide, unbuilt parts, inert keys), into ``problems``."""
+    if cfg.has_attention:
+        _check_attention(cfg, problems, label)
+    mamba_config.check(cfg, problems, label)
+    _warn_inert_keys(cfg, problems, label)
+    if check_supported:
+        moe_only = ("experts_per_tok", "shared_expert_enabled")  # inert (warned) without num_experts
+        asked = [k for k in NOT_YET_SUPPORTED if getattr(cfg, k) and (cfg.num_experts or k not in moe_only)]
+        for k in asked:
+            problems.error(f"{label(k)} = {getattr(cfg, k)!r} asks for {NOT_YET_SUPPORTED[k]}, which is not yet "
+                           "supported (only Llama-style attention and Mamba layers are built so far); remove the "
+                           "key or set it to null")
+
+
+def _check_attention(cfg: ModelConfig, problems: Problems, label) -> None:
     if cfg.hidden_size % cfg.num_heads:
         problems.error(f"{label('hidden_size')} = {cfg.hidden_size} is not divisible by "
                        f"model.num_heads = {cfg.num_heads}")
@@ -135,13 +175,6 @@ def check_model(cfg: ModelConfig, problems: Problems, label=lambda k: f"model.{k
                        "must be even for rotary embeddings")
     if cfg.kv_heads is not None and cfg.num_heads % cfg.kv_heads:
         problems.error(f"{label('kv_heads')} = {cfg.kv_heads} does not divide model.num_heads = {cfg.num_heads}")
-    _warn_inert_keys(cfg, problems, label)
-    if check_supported:
-        moe_only = ("experts_per_tok", "shared_expert_enabled")  # inert (warned) without num_experts
-        asked = [k for k in NOT_YET_SUPPORTED if getattr(cfg, k) and (cfg.num_experts or k not in moe_only)]
-        for k in asked:
-            problems.error(f"{label(k)} = {getattr(cfg, k)!r} asks for {NOT_YET_SUPPORTED[k]}, which is not yet "
-                           "supported (only Llama-style models are built so far); remove the key or set it to null")
 
 
 def _warn_inert_keys(cfg: ModelConfig, problems: Problems, label) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from . import mamba_config
 from .config import ModelConfig
 
 # Optimizer state, in parameter-sized arrays: AdamW keeps two moments, Lion one, Muon a momentum for
@@ -18,21 +19,26 @@ def parameter_count(cfg: ModelConfig) -> int:
     attention = h * cfg.num_heads * d + 2 * h * cfg.n_kv_heads * d + cfg.num_heads * d * h  # q, k, v, o
     mlp = 3 * h * cfg.ffn_size                                                            # gate, up, down
     per_layer = attention + mlp + 2 * h                                                    # + two RMSNorms
+    n_mamba = len(set(cfg.mamba_layers))
+    mamba = n_mamba * mamba_config.layer_parameters(cfg.mamba) if n_mamba else 0
     embeddings = cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2)               # + lm_head
-    return embeddings + cfg.num_layers * per_layer + h                                     # + final norm
+    return embeddings + (cfg.num_layers - n_mamba) * per_layer + mamba + h                 # + final norm
 
 
 def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: int, optimizer: str,
                     bytes_per_value: int = 4) -> dict[str, int]:
     """Bytes for parameters, gradients, optimizer state and the activations autograd keeps for one
-    micro-batch of ``batch`` x ``seq_len`` tokens: per layer and token the block's inputs and norms,
-    q/k/v, the attention probabilities, the SwiGLU hiddens; then the logits with their softmax."""
+    micro-batch of ``batch`` x ``seq_len`` tokens: per attention layer and token the block's inputs and norms,
+    q/k/v, the attention probabilities, the SwiGLU hiddens; per Mamba layer what ``mamba_config.activation_values``
+    counts; then the logits with their softmax."""
     h, kv = cfg.hidden_size, cfg.n_kv_heads * cfg.head_dim
     per_token_layer = 6 * h + 2 * kv + 3 * cfg.ffn_size + cfg.num_heads * seq_len
-    per_token = cfg.num_layers * per_token_layer + 2 * h + 2 * cfg.vocab_size
+    n_mamba = len(set(cfg.mamba_layers))
+    mamba = n_mamba * mamba_config.activation_values(cfg.mamba) if n_mamba else 0
+    per_token = (cfg.num_layers - n_mamba) * per_token_layer + mamba + 2 * h + 2 * cfg.vocab_size
     n = num_parameters * bytes_per_value
     return {"parameters": n, "gradients": n, "optimizer state": int(n * STATE_PER_PARAMETER[optimizer]),
-            "activations": bytes_per_value * batch * seq_len * per_token}
+            "activations": int(bytes_per_value * batch * seq_len * per_token)}
 
 
 def available_memory() -> int | None:

@@ -4,7 +4,7 @@
 ``model_type`` and holding its converter (config to/from transformers' keys, weights to/from transformers'
 names, and optionally the GGUF tensors). ``family_of(cfg)`` says which family a model config is; everything
 else (pack, ``from_pretrained``, ``--init-from``, GGUF export) goes through the table, so a new architecture
-is one entry and one converter module (see ``nn/arch_llama.py``):
+is one entry and one converter module (see ``nn/arch_llama.py``, ``nn/arch_mamba.py``):
 
 * Mamba1 / Mamba2: ``MambaForCausalLM`` / ``Mamba2ForCausalLM`` (model types ``mamba`` / ``mamba2``,
   weights under ``backbone.*``); DeepSeek-V3 MLA + MoE: ``DeepseekV3ForCausalLM`` (``deepseek_v3``).
@@ -26,7 +26,7 @@ from safetensors.numpy import save as st_save
 from minigrad.io import CheckpointError, non_finite
 from minigrad.io.safetensors_io import SafetensorsError, load_safetensors
 
-from . import arch_llama
+from . import arch_llama, arch_mamba
 from .config import ConfigError, ModelConfig, model_config
 from .llama import CausalLM
 from .module import Module, StateDictError
@@ -58,6 +58,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture("llama", arch_llama.HF_CLASS, arch_llama.MODEL_TYPE, CausalLM, arch_llama.config_to_hf,
                           arch_llama.config_from_hf, arch_llama.weights_to_hf, arch_llama.weights_from_hf,
                           gguf_metadata=arch_llama.gguf_metadata, gguf_tensors=arch_llama.gguf_tensors),
+    "mamba1": Architecture("mamba1", *arch_mamba.MAMBA1, CausalLM, arch_mamba.mamba1_config_to_hf,
+                           arch_mamba.config_from_hf, arch_mamba.weights_to_hf, arch_mamba.weights_from_hf),
+    "mamba2": Architecture("mamba2", *arch_mamba.MAMBA2, CausalLM, arch_mamba.mamba2_config_to_hf,
+                           arch_mamba.config_from_hf, arch_mamba.weights_to_hf, arch_mamba.weights_from_hf),
 }
 
 # What each family is called in messages, including those whose converter is not on this branch yet.
@@ -111,6 +115,11 @@ def own_config_from_hf(hf: dict, where: str) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: 'minigrad_model' (the model section) is missing or not an object")
     return section
+
+
+for _family, _names in (("mamba3", arch_mamba.MAMBA3), ("hybrid", arch_mamba.HYBRID)):
+    ARCHITECTURES[_family] = Architecture(_family, *_names, CausalLM, own_config_to_hf(*_names), own_config_from_hf,
+                                          arch_mamba.weights_to_hf, arch_mamba.weights_from_hf, in_transformers=False)
 
 
 def _dtype_name(state: dict[str, np.ndarray]) -> str:
