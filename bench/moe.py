@@ -196,7 +196,7 @@ def kv_cache_table() -> None:
         sizes = []
         for cfg in (dense, {**dense, "kv_heads": 2}, mla):
             model = nn.build_model(cfg)
-            sizes.append(nn.cache_for(model, batch=1).nbytes // cfg["max_seq_len"])
+            sizes.append(model.new_cache(batch=1).nbytes // cfg["max_seq_len"])
         print(f"{name:<44}{sizes[0]:>8,}{sizes[1]:>10,}{sizes[2]:>8,}{sizes[2] / sizes[0]:>9.2f}")
 
 

@@ -1,15 +1,19 @@
 """The ``model:`` section of a config: its one schema, and the checked :class:`ModelConfig` models are built from.
 
 Keys follow Oxidizr's configs (so their files load) plus a few of ours (``rms_norm_eps``,
-``tie_word_embeddings``, ``mamba_dt_rank``, the MLA head widths and the MoE router's options). The
-dataclass below *is* the schema: each field's type, default, meaning and bounds, read by
-``model_config`` (which checks a dict) and by ``--help-config``.
+``tie_word_embeddings``, ``mamba_dt_rank``, ``mamba3_trapezoidal``, ``mamba3_bc_norm``, the MLA head widths and the
+MoE router's options). The dataclass below
+*is* the schema: each field's type, default, meaning and bounds, read by ``model_config`` (which checks a dict)
+and by ``--help-config``.
 
-MLA attention (``kv_latent_dim`` and friends) and Mixture-of-Experts MLPs (``num_experts`` and friends)
-are built, with transformers' DeepseekV3 as the reference. Architectures that are not built yet (Mamba)
-have their keys here so that Oxidizr's files parse; a config that switches one on is refused, naming
-every such key at once. Keys that are accepted but would do nothing in the model described
-(``mamba2_*`` with no ``mamba_layers``) get a warning.
+Layers listed in ``mamba_layers`` are Mamba blocks, of one family for the whole model: Mamba3 when
+``mamba3_enabled``, else Mamba2 when any ``mamba2_*`` key is set, else Mamba1. The others are attention
+blocks. A Mamba key left null takes the default named in its description (``mamba_defaults``).
+
+The attention blocks' attention is MLA when ``kv_latent_dim`` is set, and their MLPs Mixture-of-Experts when
+``num_experts`` is (after ``first_dense_layers``), with transformers' DeepseekV3 as the reference; those
+keys and their cross-checks are ``nn/moe_config.py``'s. Keys that are accepted but would do nothing in the
+model described (``mamba2_*`` with no ``mamba_layers``) get a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from minigrad.config import ConfigError, Key, Problems, coerce, suggest
+
+from . import mamba_config, moe_config
+from .mamba_config import MambaDims
 
 __all__ = ["ConfigError", "ModelConfig", "MODEL_KEYS", "model_config", "check_model", "config_differences"]
 
@@ -89,23 +96,29 @@ class ModelConfig:
     capacity_factor: float | None = key(None, "MoE: in training an expert takes at most capacity_factor * "
                                         "tokens * experts_per_tok / num_experts tokens, later ones are dropped "
                                         "(counted in metrics); null = no dropping", minimum=0.0)
-    # ---- Mamba layers (not built yet): which layers, then each family's keys
-    mamba_layers: list[int] = key([], "indices of layers that are Mamba blocks")
-    mamba_d_state: int | None = key(None, "Mamba1: state size N")
-    mamba_d_conv: int | None = key(None, "Mamba1: causal conv width")
-    mamba_expand: int | None = key(None, "Mamba1: inner width multiplier")
-    mamba_dt_rank: int | None = key(None, "Mamba1: rank of the dt projection; null = ceil(hidden_size / 16)")
-    mamba2_num_heads: int | None = key(None, "Mamba2: SSM heads")
-    mamba2_head_dim: int | None = key(None, "Mamba2: head width")
-    mamba2_state_size: int | None = key(None, "Mamba2: state size N")
-    mamba2_chunk_size: int | None = key(None, "Mamba2: SSD chunk length")
-    mamba2_n_groups: int | None = key(None, "Mamba2: B/C groups")
-    mamba2_conv_kernel: int | None = key(None, "Mamba2: causal conv width")
-    mamba2_expand: int | None = key(None, "Mamba2: inner width multiplier")
-    mamba3_enabled: bool | None = key(None, "Mamba3 layers instead of Mamba2")
-    mamba3_complex_rope: bool | None = key(None, "Mamba3: complex-valued RoPE")
-    mamba3_mimo_rank: int | None = key(None, "Mamba3: MIMO rank (0 = SISO)")
-    mamba3_use_conv: bool | None = key(None, "Mamba3: keep the short conv")
+    # ---- Mamba layers: which layers, then each family's keys (null = the default in brackets)
+    mamba_layers: list[int] = key([], "indices of layers that are Mamba blocks (all of them: a pure Mamba model)")
+    mamba_d_state: int | None = key(None, "Mamba1: state size N [16]", minimum=1)
+    mamba_d_conv: int | None = key(None, "Mamba1: causal conv width [4]", minimum=1)
+    mamba_expand: int | None = key(None, "Mamba1: inner width = mamba_expand * hidden_size [2]", minimum=1)
+    mamba_dt_rank: int | None = key(None, "Mamba1: rank of the dt projection [ceil(hidden_size / 16)]", minimum=1)
+    mamba2_num_heads: int | None = key(None, "Mamba2: SSM heads [inner width / mamba2_head_dim]", minimum=1)
+    mamba2_head_dim: int | None = key(None, "Mamba2: channels per head [64, or inner width / mamba2_num_heads]",
+                                      minimum=1)
+    mamba2_state_size: int | None = key(None, "Mamba2: state size N [64]", minimum=1)
+    mamba2_chunk_size: int | None = key(None, "Mamba2: SSD chunk length (any sequence length works) [64]",
+                                        minimum=1)
+    mamba2_n_groups: int | None = key(None, "Mamba2: groups of heads sharing B and C [1]", minimum=1)
+    mamba2_conv_kernel: int | None = key(None, "Mamba2: causal conv width [4]", minimum=1)
+    mamba2_expand: int | None = key(None, "Mamba2: inner width = mamba2_expand * hidden_size [2]", minimum=1)
+    mamba3_enabled: bool | None = key(None, "Mamba3 layers (on top of the mamba2_* keys) instead of Mamba2")
+    mamba3_trapezoidal: bool | None = key(None, "Mamba3: exponential-trapezoidal discretization with a "
+                                                "data-dependent lambda (off: Mamba2's Euler step) [true]")
+    mamba3_complex_rope: bool | None = key(None, "Mamba3: complex state as a data-dependent rotation of B and C "
+                                                 "[true]")
+    mamba3_mimo_rank: int | None = key(None, "Mamba3: MIMO rank (0 = SISO) [0]", minimum=0)
+    mamba3_use_conv: bool | None = key(None, "Mamba3: keep Mamba2's short causal conv [false]")
+    mamba3_bc_norm: bool | None = key(None, "Mamba3: RMSNorm on B and C plus learned per-head biases [true]")
 
     @property
     def head_dim(self) -> int:
@@ -117,7 +130,6 @@ class ModelConfig:
 
     @property
     def ffn_size(self) -> int:
-        """The SwiGLU width: of the dense MLPs, or of each expert in an MoE layer."""
         if self.intermediate_size:
             return self.intermediate_size
         return -(-(8 * self.hidden_size // 3) // 32) * 32
@@ -174,6 +186,19 @@ class ModelConfig:
         n = self.n_group or 1
         return n, self.topk_group or n
 
+    @property
+    def mamba(self) -> MambaDims | None:
+        """The Mamba layers' dimensions (defaults filled in), or None if there are no Mamba layers."""
+        return mamba_config.resolve(self)
+
+    def is_mamba_layer(self, i: int) -> bool:
+        return i in self.mamba_layers
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether any layer is an attention block (a pure Mamba model has none)."""
+        return len(set(self.mamba_layers)) < self.num_layers
+
     def to_dict(self) -> dict[str, Any]:
         """The keys that are set (what a config file would need to rebuild this model)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, [])}
@@ -193,14 +218,9 @@ def _schema_key(f) -> Key:
 
 MODEL_KEYS: dict[str, Key] = {f.name: _schema_key(f) for f in fields(ModelConfig)}
 
-# Keys that switch on an architecture that is not built yet, and what it is called.
-NOT_YET_SUPPORTED = {"mamba_layers": "Mamba layers", "mamba3_enabled": "Mamba-3"}
 # Families of keys, by prefix (disjoint: 'mamba_' is no prefix of 'mamba2_'): a typo inside one family is
 # never pointed at another family's key.
 _FAMILIES = ("mamba2_", "mamba3_", "mamba_")
-MLA_KEYS = ("kv_latent_dim", "q_latent_dim", "d_rope", "mla_nope_head_dim", "mla_v_head_dim")
-MOE_KEYS = ("experts_per_tok", "shared_expert_enabled", "num_shared_experts", "dense_intermediate_size",
-            "router_bias", "n_group", "topk_group", "capacity_factor")
 
 
 def _family(name: str) -> str:
@@ -217,6 +237,14 @@ def suggest_key(name: str) -> str:
 def check_model(cfg: ModelConfig, problems: Problems, label=lambda k: f"model.{k}",
                 check_supported: bool = True) -> None:
     """Checks that span keys (shapes that must divide, unbuilt parts, inert keys), into ``problems``."""
+    if cfg.has_attention:
+        _check_attention(cfg, problems, label)
+    mamba_config.check(cfg, problems, label)
+    moe_config.check(cfg, problems, label)
+    _warn_inert_keys(cfg, problems, label)
+
+
+def _check_attention(cfg: ModelConfig, problems: Problems, label) -> None:
     if cfg.hidden_size % cfg.num_heads:
         problems.error(f"{label('hidden_size')} = {cfg.hidden_size} is not divisible by "
                        f"model.num_heads = {cfg.num_heads}")
@@ -225,66 +253,6 @@ def check_model(cfg: ModelConfig, problems: Problems, label=lambda k: f"model.{k
                        "must be even for rotary embeddings")
     if cfg.kv_heads is not None and cfg.num_heads % cfg.kv_heads:
         problems.error(f"{label('kv_heads')} = {cfg.kv_heads} does not divide model.num_heads = {cfg.num_heads}")
-    _check_mla(cfg, problems, label)
-    if cfg.uses_moe:
-        _check_moe(cfg, problems, label)
-    _warn_inert_keys(cfg, problems, label)
-    if check_supported:
-        for k in [k for k in NOT_YET_SUPPORTED if getattr(cfg, k)]:
-            problems.error(f"{label(k)} = {getattr(cfg, k)!r} asks for {NOT_YET_SUPPORTED[k]}, which is not yet "
-                           "supported (Llama-style, MLA and MoE models are built so far); remove the key or set it "
-                           "to null")
-
-
-def _check_mla(cfg: ModelConfig, problems: Problems, label) -> None:
-    """MLA is on when kv_latent_dim is set; it needs d_rope and replaces grouped-query heads."""
-    if not cfg.uses_mla:
-        for k in ("q_latent_dim", "d_rope"):
-            if getattr(cfg, k):
-                problems.error(f"{label(k)} = {getattr(cfg, k)} is an MLA key, but model.kv_latent_dim is not set: "
-                               "set kv_latent_dim (and d_rope) for MLA attention, or remove it")
-        return
-    if not cfg.d_rope:
-        problems.error(f"{label('kv_latent_dim')} = {cfg.kv_latent_dim} makes the attention MLA, which needs "
-                       "model.d_rope (the width of each head's rotary part, e.g. 16)")
-    elif cfg.d_rope % 2:
-        problems.error(f"{label('d_rope')} = {cfg.d_rope} must be even (rotary dimensions come in pairs)")
-    if cfg.kv_heads is not None:
-        problems.error(f"{label('kv_heads')} = {cfg.kv_heads} asks for grouped-query attention, but "
-                       "model.kv_latent_dim asks for MLA, whose heads all read one shared latent; set kv_heads to "
-                       "null (as Oxidizr's MLA configs do) or remove the MLA keys")
-
-
-def _check_moe(cfg: ModelConfig, problems: Problems, label) -> None:
-    e, k = cfg.num_experts, cfg.experts_per_tok
-    if k is None:
-        problems.error(f"{label('num_experts')} = {e} makes the MLPs Mixture-of-Experts, which needs "
-                       "model.experts_per_tok (how many experts each token uses, e.g. 2)")
-        return
-    if k > e:
-        problems.error(f"{label('experts_per_tok')} = {k} is more than model.num_experts = {e}")
-    elif k == 1:
-        problems.warn(f"{label('experts_per_tok')} = 1: top-1 routing is prone to expert collapse (the router "
-                      "sends everything to one expert); Oxidizr recommends experts_per_tok >= 2")
-    if k == 1 and cfg.norm_topk_prob:
-        problems.warn(f"{label('norm_topk_prob')} with experts_per_tok = 1: the one weight is always 1, so the "
-                      "language-model loss never reaches the router (only the aux loss does)")
-    groups, top_groups = cfg.expert_groups
-    if e % groups:
-        problems.error(f"{label('n_group')} = {groups} does not divide model.num_experts = {e}")
-    elif top_groups > groups:
-        problems.error(f"{label('topk_group')} = {top_groups} is more than model.n_group = {groups}")
-    elif top_groups * (e // groups) < k:
-        problems.error(f"{label('topk_group')} = {top_groups} groups of {e // groups} experts hold fewer than "
-                       f"model.experts_per_tok = {k} experts")
-    if cfg.moe_balance == "bias_update" and cfg.router_bias is False:
-        problems.error(f"{label('moe_balance')} = 'bias_update' moves the router's score-correction bias, but "
-                       "model.router_bias is false")
-    if cfg.capacity_factor is not None and cfg.capacity_factor <= 0:
-        problems.error(f"{label('capacity_factor')} must be above 0 (null = no dropping), got {cfg.capacity_factor}")
-    if cfg.first_dense_layers >= cfg.num_layers:
-        problems.warn(f"{label('first_dense_layers')} = {cfg.first_dense_layers}: every one of the "
-                      f"{cfg.num_layers} layers is dense, so model.num_experts does nothing")
 
 
 def _warn_inert_keys(cfg: ModelConfig, problems: Problems, label) -> None:
@@ -300,18 +268,7 @@ def _warn_inert_keys(cfg: ModelConfig, problems: Problems, label) -> None:
         if inert:
             problems.warn(f"{', '.join(label(k) for k in inert)} set but model.mamba3_enabled is not: "
                           "they do nothing")
-    if not cfg.num_experts:
-        inert = [k for k in MOE_KEYS if k in set_keys]
-        if inert:
-            problems.warn(f"{', '.join(label(k) for k in inert)} set but model.num_experts is not: "
-                          "there are no experts")
-    elif cfg.shared_expert_enabled is False and cfg.num_shared_experts:
-        problems.warn(f"{label('num_shared_experts')} set but model.shared_expert_enabled is false: no shared expert")
-    if not cfg.uses_mla:
-        inert = [k for k in ("mla_nope_head_dim", "mla_v_head_dim") if k in set_keys]
-        if inert:
-            problems.warn(f"{', '.join(label(k) for k in inert)} set but model.kv_latent_dim is not: "
-                          "the attention is not MLA")
+    moe_config.warn_inert_keys(cfg, set_keys, problems, label)
 
 
 def read_model_section(body: dict, problems: Problems, label=lambda k: f"model.{k}") -> ModelConfig | None:

@@ -1,4 +1,5 @@
-"""Text generation with a KV cache, and the sampling rules (temperature, top-k, top-p)."""
+"""Text generation with a cache (each layer's keys/values or recurrent state: ``nn/cache.py``), and the
+sampling rules (temperature, top-k, top-p)."""
 
 from __future__ import annotations
 
@@ -6,54 +7,6 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import Tensor
-
-from .mla import LatentKVCache
-
-
-class KVCache:
-    """Per-layer keys and values of the positions seen so far, preallocated to max_len.
-
-    ``append`` writes the new positions and returns views of everything so far, so each
-    generated token costs one position's attention instead of recomputing the prefix.
-    """
-
-    def __init__(self, num_layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int,
-                 backend, dtype=np.float32):
-        xp = backend.xp
-        shape = (batch, max_len, kv_heads, head_dim)                     # (B, S, KV, D)
-        self.k = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
-        self.v = [xp.zeros(shape, dtype=dtype) for _ in range(num_layers)]
-        self.backend, self.length, self.max_len = backend, 0, max_len
-
-    @classmethod
-    def for_model(cls, model, batch: int = 1, max_len: int | None = None) -> KVCache:
-        """An empty cache shaped for ``model`` (a CausalLM)."""
-        c = model.config
-        w = model.model.embed_tokens.weight
-        return cls(c.num_layers, batch, max_len or c.max_seq_len, c.n_kv_heads, c.head_dim, w.backend, w.dtype)
-
-    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        end = self.length + k.shape[1]
-        if end > self.max_len:
-            raise ValueError(f"KV cache is full ({self.max_len} positions)")
-        self.k[layer][:, self.length:end] = k.data
-        self.v[layer][:, self.length:end] = v.data
-        return (Tensor._from_array(self.k[layer][:, :end], self.backend),
-                Tensor._from_array(self.v[layer][:, :end], self.backend))
-
-    def advance(self, n: int) -> None:
-        self.length += n
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.k + self.v)
-
-
-def cache_for(model, batch: int = 1, max_len: int | None = None):
-    """An empty generation cache for ``model``: MLA keeps only its latents (``LatentKVCache``), the
-    other attention keeps keys and values (``KVCache``)."""
-    cls = LatentKVCache if model.config.uses_mla else KVCache
-    return cls.for_model(model, batch, max_len)
 
 
 def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
@@ -84,7 +37,7 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
              top_p: float | None = None, seed: int = 0, use_cache: bool = True) -> np.ndarray:
     """Extend ``ids`` (B, T) by ``max_new_tokens`` tokens; returns host int64 (B, T + new)."""
     cfg = model.config
-    be = model.model.embed_tokens.weight.backend
+    be = model.backend
     seq = np.asarray(ids.numpy() if isinstance(ids, Tensor) else ids, dtype=np.int64)
     if seq.ndim == 1:
         seq = seq[None]
@@ -94,7 +47,7 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
     rng = mg.Generator(seed)
     was_training = model.training
     model.eval()
-    cache = cache_for(model, batch=seq.shape[0]) if use_cache else None
+    cache = model.new_cache(batch=seq.shape[0]) if use_cache else None
     with mg.no_grad():
         feed = seq
         for _ in range(max_new_tokens):

@@ -1,12 +1,17 @@
-"""The Llama-style causal language model, with transformers' parameter names.
+"""The Llama-style causal language model, with transformers' parameter names, and the stacks built on it.
 
     x = embed_tokens(ids)
     for each block:  x = x + attn(rms_norm(x));  x = x + mlp(rms_norm(x))
     logits = lm_head(rms_norm(x))
 
-A block's attention is grouped-query attention or, when the config sets ``kv_latent_dim``, DeepSeek's
-MLA (``nn.mla``); its MLP is a dense SwiGLU or, when it sets ``num_experts``, a Mixture-of-Experts
-(``nn.moe``) from layer ``first_dense_layers`` on: with both, the model is transformers' DeepseekV3.
+An attention block's attention is grouped-query attention or, when the config sets ``kv_latent_dim``,
+DeepSeek's MLA (``nn/mla.py``); its MLP is a dense SwiGLU or, when it sets ``num_experts``, a
+Mixture-of-Experts (``nn/moe.py``) from layer ``first_dense_layers`` on: with both, the model is
+transformers' DeepseekV3 (``make_attention``, ``make_mlp``).
+
+Layers listed in ``model.mamba_layers`` are Mamba blocks instead (``nn/ssm_block.py``): x = x + mixer(rms_norm(x)).
+A model whose layers are all Mamba blocks takes transformers' Mamba names (``backbone.*``); any other keeps the
+Llama names (``model.*``), its Mamba blocks at ``model.layers.{i}.norm`` / ``model.layers.{i}.mixer``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import minigrad as mg
 from minigrad import Tensor
 from minigrad.backend import Backend, get_backend
 
+from .cache import AttentionCache, ModelCache
 from .config import ModelConfig
 from .layers import MLP, Embedding, Linear, RMSNorm
 from .mla import MLA
 from .module import Module, ModuleList
 from .moe import MoE, fuse_per_expert_weights
 from .ops import apply_rope, causal_attention, linear, linear_split, rope_tables
+from .ssm_block import MambaBackbone, MambaBlock
 
 
 class Attention(Module):
@@ -49,9 +56,12 @@ class Attention(Module):
         q = apply_rope(q, cos, sin, offset)
         k = apply_rope(k, cos, sin, offset)
         if cache is not None:  # keys/values of all positions so far: (B, offset+T, KV, D)
-            k, v = cache.append(self.layer_idx, k, v)
+            k, v = cache.append(k, v)
         out = causal_attention(q, k, v, offset=offset)                    # (B, T, H, D)
         return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim))
+
+    def new_cache(self, batch: int, max_len: int, dtype) -> AttentionCache:
+        return AttentionCache(batch, max_len, self.kv_heads, self.head_dim, self.q_proj.weight.backend, dtype)
 
 
 def make_attention(cfg: ModelConfig, layer_idx: int, backend: Backend) -> Module:
@@ -77,9 +87,20 @@ class DecoderBlock(Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
         self.mlp = make_mlp(cfg, layer_idx, backend)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache=None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: AttentionCache | None = None) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def new_cache(self, batch: int, max_len: int, dtype):
+        """Keys and values (AttentionCache), or MLA's latents (nn.mla.LatentCache)."""
+        return self.self_attn.new_cache(batch, max_len, dtype)
+
+
+def make_block(cfg: ModelConfig, layer_idx: int, backend: Backend) -> Module:
+    """Layer ``layer_idx``'s block: a Mamba block if it is listed in ``cfg.mamba_layers``, else attention."""
+    if cfg.is_mamba_layer(layer_idx):
+        return MambaBlock(cfg, layer_idx, backend)
+    return DecoderBlock(cfg, layer_idx, backend)
 
 
 class LlamaModel(Module):
@@ -88,48 +109,67 @@ class LlamaModel(Module):
     def __init__(self, cfg: ModelConfig, backend: Backend):
         super().__init__()
         self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, backend=backend)
-        self.layers = ModuleList([DecoderBlock(cfg, i, backend) for i in range(cfg.num_layers)])
+        self.layers = ModuleList([make_block(cfg, i, backend) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
         cos, sin = rope_tables(cfg.rope_dim, cfg.max_seq_len, cfg.rope_theta, backend)
         self.register_buffer("rope_cos", cos, persistent=False)  # recomputed from the config, not saved
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def forward(self, ids: Tensor, cache=None) -> Tensor:
+    def forward(self, ids: Tensor, cache: ModelCache | None = None) -> Tensor:
         x = self.embed_tokens(ids)                                        # (B, T, hidden)
-        for block in self.layers:
-            x = block(x, self.rope_cos, self.rope_sin, cache)
+        for i, block in enumerate(self.layers):
+            x = block(x, self.rope_cos, self.rope_sin, None if cache is None else cache.for_layer(i))
         if cache is not None:
             cache.advance(ids.shape[1])
         return self.norm(x)
 
 
 class CausalLM(Module):
-    """A Llama-style decoder-only language model: ``model(ids) -> logits (B, T, vocab)``."""
+    """A decoder-only language model, ``model(ids) -> logits (B, T, vocab)``: Llama-style, pure Mamba, or a
+    hybrid of the two (see the module docstring)."""
 
     def __init__(self, cfg: ModelConfig, backend: str | Backend | None = None, seed: int = 0):
         super().__init__()
         be = get_backend(backend)
         self.config = cfg
-        self.model = LlamaModel(cfg, be)
+        if cfg.has_attention:
+            self.model = LlamaModel(cfg, be)
+        else:
+            self.backbone = MambaBackbone(cfg, be)
         self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, backend=be)
         self.init_weights(seed)
+
+    @property
+    def stack(self) -> LlamaModel | MambaBackbone:
+        """The embedding, blocks and final norm (``model`` or, for a pure Mamba model, ``backbone``)."""
+        return self.model if self.config.has_attention else self.backbone
 
     def init_weights(self, seed: int = 0) -> None:
         """Normal(0, 0.02) for every matrix, residual output projections scaled by
         1/sqrt(2 * layers) so the residual stream's variance does not grow with depth;
-        norm weights 1. Deterministic for a seed."""
+        norm weights 1; the Mamba mixers' own parameters (A_log, D, dt biases, the conv) as
+        transformers initialises them. Deterministic for a seed."""
         gen = mg.Generator(seed)
         resid_std = 0.02 / math.sqrt(2 * self.config.num_layers)
+        mixers = [m for m in self.modules() if hasattr(m, "reset_ssm_parameters")]
+        own = set().union(*(m.reset_ssm_parameters(gen) for m in mixers))
         for name, p in self.named_parameters():
-            if p.ndim == 1:
+            if p.ndim == 1 or id(p) in own:
                 continue  # RMSNorm weights keep their ones
-            std = resid_std if name.endswith(("o_proj.weight", "down_proj.weight", "experts.down_proj")) else 0.02
+            resid = name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight", "experts.down_proj"))
+            std = resid_std if resid else 0.02
             p.data = p.backend.asarray((gen.normal(p.shape, p.dtype) * std).astype(p.dtype))
 
     @property
     def backend(self):
         """The backend the model's parameters live on."""
-        return self.model.embed_tokens.weight.backend
+        return self.stack.embed_tokens.weight.backend
+
+    def new_cache(self, batch: int = 1, max_len: int | None = None) -> ModelCache:
+        """An empty generation cache: one layer cache per block (keys/values, or a Mamba layer's state)."""
+        w = self.stack.embed_tokens.weight
+        return ModelCache([blk.new_cache(batch, max_len or self.config.max_seq_len, w.dtype)
+                           for blk in self.stack.layers])
 
     def _ignored_state_keys(self) -> set[str]:
         # transformers' tied models also list lm_head.weight; it is the embedding here.
@@ -181,8 +221,8 @@ class CausalLM(Module):
         t = ids.shape[1] + (cache.length if cache is not None else 0)
         if t > self.config.max_seq_len:
             raise ValueError(f"sequence length {t} exceeds model.max_seq_len = {self.config.max_seq_len}")
-        h = self.model(ids, cache)                                        # (B, T, hidden)
-        w = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        h = self.stack(ids, cache)                                        # (B, T, hidden)
+        w = self.stack.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return linear(h, w)                                               # (B, T, vocab)
 
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -195,5 +235,6 @@ class CausalLM(Module):
         c = self.config
         attention = f"mla(kv_latent={c.kv_latent_dim})" if c.uses_mla else f"kv_heads={c.n_kv_heads}"
         experts = f", experts={c.num_experts} top-{c.experts_per_tok}" if c.uses_moe else ""
+        mamba = f", mamba_layers={c.mamba_layers} ({c.mamba.family})" if c.mamba_layers else ""
         return (f"hidden={c.hidden_size}, layers={c.num_layers}, heads={c.num_heads}, {attention}{experts}, "
-                f"vocab={c.vocab_size}")
+                f"vocab={c.vocab_size}{mamba}")

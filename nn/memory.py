@@ -2,7 +2,8 @@
 
 Autograd keeps every intermediate tensor of the forward until the backward has used it (a Function
 holds its inputs), so the activations are the sum of the tensors a forward creates: counted below per
-token and layer for each kind of layer, in values (floats), by reading what each layer computes. The
+token and layer for each kind of layer, in values (floats), by reading what each layer computes (the Mamba
+layers' by ``mamba_config.activation_values``). The
 peak comes at the start of the backward, when the logits' gradient is made while all of that is
 still alive. ``tests/test_memory_estimate.py`` holds the sum to the peak RSS of real training steps.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from . import mamba_config
 from .config import ModelConfig
 
 # Optimizer state, in parameter-sized arrays: AdamW keeps two moments, Lion one, Muon a momentum for
@@ -76,16 +78,22 @@ def parameter_count(cfg: ModelConfig) -> int:
     (so a model too large for the machine is refused before its first array is allocated)."""
     h = cfg.hidden_size
     per_layer = sum(n * (_attention_parameters(cfg) + _mlp_parameters(cfg, i) + 2 * h) for i, n in _layer_kinds(cfg))
+    n_mamba = len(set(cfg.mamba_layers))
+    mamba = n_mamba * mamba_config.layer_parameters(cfg.mamba) if n_mamba else 0
     embeddings = cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2)               # + lm_head
-    return embeddings + per_layer + h                                                      # + final norm
+    return embeddings + per_layer + mamba + h                                              # + final norm
 
 
 def _layer_kinds(cfg: ModelConfig) -> list[tuple[int, int]]:
-    """(a layer index of each kind, how many layers are of that kind): the dense ones, then the MoE ones.
-    Sums over layers are taken per kind, so a config with absurdly many layers is counted at once."""
-    moe = max(0, cfg.num_layers - cfg.first_dense_layers) if cfg.uses_moe else 0
-    kinds = [(0, cfg.num_layers - moe), (cfg.num_layers - moe, moe)]
-    return [(i, n) for i, n in kinds if n]
+    """(a layer index of each kind, how many attention blocks are of that kind): those with a dense MLP,
+    then those with MoE. Sums over layers are taken per kind (the Mamba layers, a finite list, are
+    subtracted), so a config with absurdly many layers is counted at once."""
+    mamba = set(cfg.mamba_layers)
+    first_moe = min(cfg.first_dense_layers, cfg.num_layers) if cfg.uses_moe else cfg.num_layers
+    dense = first_moe - sum(1 for i in mamba if i < first_moe)
+    moe = cfg.num_layers - first_moe - sum(1 for i in mamba if i >= first_moe)
+    kinds = [(0, dense), (first_moe, moe)]
+    return [(i, n) for i, n in kinds if n > 0]
 
 
 def _attention_parameters(cfg: ModelConfig) -> int:
@@ -118,10 +126,12 @@ def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: 
     per_token = 2 * h + 2 * cfg.vocab_size
     per_token += sum(n * (attention_values_per_token(cfg, seq_len) + mlp_values_per_token(cfg, i))
                      for i, n in _layer_kinds(cfg))
+    n_mamba = len(set(cfg.mamba_layers))  # each Mamba layer: what mamba_config.activation_values counts
+    per_token += n_mamba * mamba_config.activation_values(cfg.mamba) if n_mamba else 0
     stacked = sum(n * stacked_weight_values(cfg, i) for i, n in _layer_kinds(cfg))
     n = num_parameters * bytes_per_value
     return {"parameters": n, "gradients": n, "optimizer state": int(n * STATE_PER_PARAMETER[optimizer]),
-            "activations": bytes_per_value * (tokens * per_token + stacked),
+            "activations": int(bytes_per_value * (tokens * per_token + stacked)),
             "backward": bytes_per_value * tokens * cfg.vocab_size}
 
 
@@ -141,8 +151,9 @@ def available_memory() -> int | None:
 
 
 def kv_cache_bytes_per_token(cfg: ModelConfig, bytes_per_value: int = 4) -> int:
-    """Bytes the generation cache holds per token, over all layers: MLA caches its latent and the shared
+    """Bytes the generation cache holds per token, over the attention layers: MLA caches its latent and the shared
     rotary key (kv_latent_dim + d_rope numbers per layer); other attention caches a key and a value per
     kv head (2 * kv_heads * head_dim)."""
     per_layer = cfg.kv_latent_dim + cfg.d_rope if cfg.uses_mla else 2 * cfg.n_kv_heads * cfg.head_dim
-    return cfg.num_layers * per_layer * bytes_per_value
+    attention_layers = cfg.num_layers - len(set(cfg.mamba_layers))  # a Mamba layer's state does not grow
+    return attention_layers * per_layer * bytes_per_value

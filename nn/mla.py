@@ -7,7 +7,7 @@
     out     = o_proj(causal_attention(q, k, v, scale = 1 / sqrt(nope + rope)))
 
 Keys and values come from the small latent ``c`` and one rotary key per position, so generation caches
-only those two (``LatentKVCache``) and re-expands them with kv_b_proj: kv_latent_dim + d_rope numbers
+only those two (``LatentCache``) and re-expands them with kv_b_proj: kv_latent_dim + d_rope numbers
 per token and layer, against 2 * kv_heads * head_dim for grouped-query attention.
 
 DeepSeek lays each rotary pair out as neighbours (x0, x1), (x2, x3), ... (transformers'
@@ -78,7 +78,7 @@ class MLA(Module):
         q_rot = apply_rope(deinterleave(q[..., nope:]), cos, sin, offset)
         k_rot = apply_rope(deinterleave(k_rot), cos, sin, offset)
         if cache is not None:  # the latents and rotary keys of every position so far: (B, S, ...)
-            latent, k_rot = cache.append(self.layer_idx, latent, k_rot)
+            latent, k_rot = cache.append(latent, k_rot)
         s = latent.shape[1]
         kv = self.kv_b_proj(latent).reshape(b, s, heads, nope + self.v_dim)     # (B, S, H, nope + v)
         k = mg.cat([kv[..., :nope], k_rot.expand(b, s, heads, rope)], axis=-1)  # (B, S, H, nope + rope)
@@ -86,57 +86,36 @@ class MLA(Module):
         out = causal_attention(q, k, kv[..., nope:], offset=offset, scale=self.scale)   # (B, T, H, v)
         return self.o_proj(out.reshape(b, t, heads * self.v_dim))
 
+    def new_cache(self, batch: int, max_len: int, dtype) -> LatentCache:
+        return LatentCache(batch, max_len, self.latent, self.rope, self.o_proj.weight.backend, dtype)
+
     def extra_repr(self) -> str:
         return (f"heads={self.num_heads}, kv_latent={self.latent}, nope={self.nope}, rope={self.rope}, "
                 f"v={self.v_dim}")
 
 
-class LatentCacheState:
-    """One MLA layer's generation state: the normed latent (B, S, kv_latent_dim) and the rotated
-    shared key (B, S, 1, d_rope) of the positions seen so far, preallocated to max_len."""
+class LatentCache:
+    """One MLA layer's generation cache, with the interface of ``nn.cache.AttentionCache``: the normed latent
+    (B, S, kv_latent_dim) and the rotated shared key (B, S, 1, d_rope) of the positions so far,
+    preallocated to ``max_len``; nothing per head."""
 
     def __init__(self, batch: int, max_len: int, latent_dim: int, rope_dim: int, backend, dtype):
         xp = backend.xp
         self.latent = xp.zeros((batch, max_len, latent_dim), dtype=dtype)
         self.k_rot = xp.zeros((batch, max_len, 1, rope_dim), dtype=dtype)
-        self.backend = backend
+        self.backend, self.length, self.max_len = backend, 0, max_len
 
     @property
     def nbytes(self) -> int:
         return self.latent.nbytes + self.k_rot.nbytes
 
-    def append(self, start: int, latent: Tensor, k_rot: Tensor) -> tuple[Tensor, Tensor]:
-        end = start + latent.shape[1]
-        self.latent[:, start:end] = latent.data
-        self.k_rot[:, start:end] = k_rot.data
+    def append(self, latent: Tensor, k_rot: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' latents and rotary keys; return those of every position so far."""
+        end = self.length + latent.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"KV cache is full ({self.max_len} positions)")
+        self.latent[:, self.length:end] = latent.data
+        self.k_rot[:, self.length:end] = k_rot.data
+        self.length = end
         return (Tensor._from_array(self.latent[:, :end], self.backend),
                 Tensor._from_array(self.k_rot[:, :end], self.backend))
-
-
-class LatentKVCache:
-    """MLA's generation cache, with the interface of ``nn.generate.KVCache``: ``append(layer, latent,
-    k_rot)`` stores the new positions and returns everything so far; ``advance(n)`` moves on."""
-
-    def __init__(self, num_layers: int, batch: int, max_len: int, latent_dim: int, rope_dim: int, backend,
-                 dtype):
-        self.layers = [LatentCacheState(batch, max_len, latent_dim, rope_dim, backend, dtype)
-                       for _ in range(num_layers)]
-        self.backend, self.length, self.max_len = backend, 0, max_len
-
-    @classmethod
-    def for_model(cls, model, batch: int = 1, max_len: int | None = None) -> LatentKVCache:
-        c = model.config
-        w = model.model.embed_tokens.weight
-        return cls(c.num_layers, batch, max_len or c.max_seq_len, c.kv_latent_dim, c.d_rope, w.backend, w.dtype)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(s.nbytes for s in self.layers)
-
-    def append(self, layer: int, latent: Tensor, k_rot: Tensor) -> tuple[Tensor, Tensor]:
-        if self.length + latent.shape[1] > self.max_len:
-            raise ValueError(f"KV cache is full ({self.max_len} positions)")
-        return self.layers[layer].append(self.length, latent, k_rot)
-
-    def advance(self, n: int) -> None:
-        self.length += n

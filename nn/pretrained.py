@@ -4,7 +4,7 @@
 ``model_type`` and holding its converter (config to/from transformers' keys, weights to/from transformers'
 names, and optionally the GGUF tensors). ``family_of(cfg)`` says which family a model config is; everything
 else (pack, ``from_pretrained``, ``--init-from``, GGUF export) goes through the table, so a new architecture
-is one entry and one converter module (see ``nn/arch_llama.py``):
+is one entry and one converter module (see ``nn/arch_llama.py``, ``nn/arch_mamba.py``):
 
 * Mamba1 / Mamba2: ``MambaForCausalLM`` / ``Mamba2ForCausalLM`` (model types ``mamba`` / ``mamba2``,
   weights under ``backbone.*``); DeepSeek-V3 MLA + MoE: ``DeepseekV3ForCausalLM`` (``deepseek_v3``).
@@ -26,7 +26,7 @@ from safetensors.numpy import save as st_save
 from minigrad.io import CheckpointError, non_finite
 from minigrad.io.safetensors_io import SafetensorsError, load_safetensors
 
-from . import arch_deepseek, arch_llama
+from . import arch_deepseek, arch_llama, arch_mamba
 from .config import ConfigError, ModelConfig, model_config
 from .llama import CausalLM
 from .module import Module, StateDictError
@@ -61,6 +61,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "deepseek_v3": Architecture("deepseek_v3", arch_deepseek.HF_CLASS, arch_deepseek.MODEL_TYPE, CausalLM,
                                 arch_deepseek.config_to_hf, arch_deepseek.config_from_hf, arch_deepseek.weights_to_hf,
                                 arch_deepseek.weights_from_hf),
+    "mamba1": Architecture("mamba1", *arch_mamba.MAMBA1, CausalLM, arch_mamba.mamba1_config_to_hf,
+                           arch_mamba.config_from_hf, arch_mamba.weights_to_hf, arch_mamba.weights_from_hf),
+    "mamba2": Architecture("mamba2", *arch_mamba.MAMBA2, CausalLM, arch_mamba.mamba2_config_to_hf,
+                           arch_mamba.config_from_hf, arch_mamba.weights_to_hf, arch_mamba.weights_from_hf),
 }
 
 # What each family is called in messages, including those whose converter is not on this branch yet.
@@ -115,6 +119,10 @@ def own_config_from_hf(hf: dict, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: 'minigrad_model' (the model section) is missing or not an object")
     return section
 
+
+for _family, _names in (("mamba3", arch_mamba.MAMBA3), ("hybrid", arch_mamba.HYBRID)):
+    ARCHITECTURES[_family] = Architecture(_family, *_names, CausalLM, own_config_to_hf(*_names), own_config_from_hf,
+                                          arch_mamba.weights_to_hf, arch_mamba.weights_from_hf, in_transformers=False)
 
 # MoE with grouped-query attention or a softmax router (Mixtral-, DeepSeek-V2-like): our own model_type
 ARCHITECTURES["moe"] = Architecture("moe", "MinigradMoEForCausalLM", "minigrad_moe", CausalLM,

@@ -52,8 +52,10 @@ def small_twin(cfg: dict) -> dict:
     for key, small in (("kv_latent_dim", 8), ("q_latent_dim", 8), ("d_rope", 4)):
         if cfg.get(key):
             out[key] = small
-    for key in ("mla_nope_head_dim", "mla_v_head_dim", "dense_intermediate_size", "kv_heads"):
+    for key in ("mla_nope_head_dim", "mla_v_head_dim", "dense_intermediate_size", "kv_heads", "mamba2_num_heads",
+                "mamba2_head_dim"):  # (Mamba2's heads follow from the width by default)
         out.pop(key, None)
+    out["mamba_layers"] = [i for i in cfg.get("mamba_layers", []) if i < out["num_layers"]]
     return out
 
 

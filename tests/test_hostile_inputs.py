@@ -473,8 +473,8 @@ PACK_CASES = {
     "pack_no_tokenizer": packing("pack", edit=no_run_tokenizer),
     "pack_nan_weights": packing("pack", edit=nan_weights),
     "pack_meta_not_json": packing("pack", edit=meta_text("{ broken")),
-    "pack_non_llama": packing("pack", edit=mamba_meta, needle="is a Mamba1 (MambaForCausalLM) model, which has no "
-                              "converter on this branch yet"),
+    # a Llama run whose meta.json claims Mamba layers: its weights do not fit the model that config builds
+    "pack_lying_meta": packing("pack", edit=mamba_meta, needle="does not fit its own config"),
     "export_non_llama": packing("export", "--gguf", "m.gguf", edit=mamba_meta,
                                 needle="GGUF export supports Llama-architecture models; this is a Mamba1"),
     "export_gguf_dir_missing": lambda ctx: (pack_argv(ctx.run, "--gguf", str(ctx.tmp / "no" / "m.gguf"),

@@ -42,6 +42,11 @@ def cases(dt, rng):
     x, w = r(3, 8), r(8) + 1
     q, k, v = r(2, 3, 4, 4), r(2, 5, 2, 4), r(2, 5, 2, 4)
     p = mg.get_backend("numpy").reference("attention_forward")(q, k, v, 0.5, 2)[1]
+    ref = mg.get_backend("numpy").reference
+    u, delta, A, Bm, Cm = r(2, 5, 3), np.abs(r(2, 5, 3)) * 0.5, -np.abs(r(3, 4)), r(2, 5, 4), r(2, 5, 4)
+    scan_starts = ref("selective_scan_forward")(u, delta, A, Bm, Cm, None, 2)[2]
+    xs, a, Bs, Cs = r(2, 5, 1, 4, 3), -np.abs(r(2, 5, 4)) * 0.5, r(2, 5, 1, 2, 4), r(2, 5, 1, 2, 4)
+    ssd_starts = ref("ssd_forward")(xs, a, Bs, Cs, 2, None)[2]
     slot_row = np.array([[0, 1], [-1, 2], [3, 4]])  # MoE: 3 tokens' 2 slots, one dropped, in 5 buffer rows
     return {
         "rms_norm_forward": (x, w, 1e-5),
@@ -56,6 +61,12 @@ def cases(dt, rng):
         "index_add": (r(5, 3), np.array([0, 4, 4, 1]), r(4, 3)),
         "erf": (r(2, 7),),
         "adamw_step": (r(6), r(6), r(6), np.abs(r(6)), 1e-2, 0.9, 0.99, 1e-8, 0.1, 3),
+        "causal_conv1d_forward": (r(2, 5, 3), r(3, 4), r(3), True),
+        "causal_conv1d_backward": (r(2, 5, 3), r(2, 5, 3), r(3, 4), r(3), True),
+        "selective_scan_forward": (u, delta, A, Bm, Cm, None, 2),
+        "selective_scan_backward": (r(2, 5, 3), u, delta, A, Bm, Cm, scan_starts, 2),
+        "ssd_forward": (xs, a, Bs, Cs, 2, None),
+        "ssd_backward": (r(2, 5, 1, 4, 3), xs, a, Bs, Cs, 2, ssd_starts),
         "moe_topk": (r(6, 4), 2, 2, 1, "top2"),
         "moe_sort_by_expert": (np.array([[0, 2], [2, 1], [3, 2]]), 4, 2),
         "moe_gather": (r(3, 5), np.array([0, 3, 5, 2, 1]), 2),

@@ -1,5 +1,6 @@
 """The memory estimate train.py prints before training, against the peak resident memory of a few real
-training steps (tests/rss_probe.py, in a fresh process): within 25% for Llama-style, MLA and MoE models."""
+training steps (tests/rss_probe.py, in a fresh process): within 25% for Llama-style, MLA, MoE and hybrid
+Mamba + MLA + MoE models."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ CASES = {
                            shared_expert_enabled=True, first_dense_layers=1),
     "gqa-moe-sigmoid-capacity": dict(kv_heads=2, num_experts=8, experts_per_tok=2, router_score="sigmoid",
                                      moe_balance="bias_update", capacity_factor=1.25),
+    # Oxidizr's hybrid shape: Mamba2 layers and MLA + MoE attention blocks
+    "hybrid-mamba2-mla-moe": dict(mamba_layers=[0, 2], mamba2_num_heads=6, mamba2_head_dim=64, mamba2_state_size=32,
+                                  mamba2_chunk_size=32, kv_latent_dim=96, q_latent_dim=64, d_rope=16, num_experts=8,
+                                  experts_per_tok=2, shared_expert_enabled=True),
 }
 
 

@@ -38,8 +38,8 @@ def test_mla_cached_logits_equal_full_logits():
     m = _model({**MLA, **MOE})
     ids = np.random.default_rng(0).integers(0, 40, (2, 12))
     full = m(mg.tensor(ids)).numpy()
-    cache = nn.cache_for(m, batch=2)
-    assert isinstance(cache, nn.LatentKVCache)
+    cache = m.new_cache(batch=2)
+    assert all(isinstance(layer, nn.LatentCache) for layer in cache.layers)
     with mg.no_grad():
         first = m(mg.tensor(ids[:, :7]), cache).numpy()
         rest = [m(mg.tensor(ids[:, t:t + 1]), cache).numpy() for t in range(7, 12)]
@@ -55,11 +55,11 @@ def test_kv_cache_bytes_per_token_mla_gqa_mha():
     measured = {}
     for name, c in configs.items():
         m = nn.build_model(c)
-        cache = nn.cache_for(m, batch=3)
+        cache = m.new_cache(batch=3)
         measured[name] = cache.nbytes // (3 * 64)
         assert measured[name] == nn.kv_cache_bytes_per_token(m.config), name
     assert measured == {"mha": 4 * 2 * 128 * 4, "gqa": 4 * 2 * 64 * 4, "mla": 4 * 72 * 4}
-    layer = nn.cache_for(nn.build_model(configs["mla"])).layers[0]
+    layer = nn.build_model(configs["mla"]).new_cache().layers[0]
     assert layer.latent.shape == (1, 64, 64) and layer.k_rot.shape == (1, 64, 1, 8)  # nothing per head
 
 

@@ -86,7 +86,8 @@ def test_train_eval_apply_zero_grad():
     ({"num_heads": 5}, "num_heads"),                 # 32 % 5
     ({"kv_heads": 3}, "kv_heads"),                   # 4 % 3
     ({"num_layers": "two"}, "num_layers"),           # wrong type
-    ({"mamba_layers": [0]}, "mamba_layers"),         # not yet supported
+    ({"mamba_layers": [0, 7]}, "mamba_layers"),      # no layer 7
+    ({"mamba_layers": [0], "mamba2_num_heads": 3}, "mamba2_num_heads"),   # 32 * 2 != 3 * head_dim
     ({"num_experts": 4}, "num_experts"),
     ({"kv_latent_dim": 16}, "kv_latent_dim"),
 ])

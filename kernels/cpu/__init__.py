@@ -14,10 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import adamw, attention, cross_entropy, erf, index_add, moe_dispatch, moe_routing, rms_norm, rope, swiglu
+from . import (
+    adamw,
+    attention,
+    causal_conv1d,
+    cross_entropy,
+    erf,
+    index_add,
+    moe_dispatch,
+    moe_routing,
+    rms_norm,
+    rope,
+    selective_scan,
+    ssd,
+    swiglu,
+)
 from ._cache_guard import refresh_stale_caches
 
-refresh_stale_caches([attention, cross_entropy, erf, index_add, moe_dispatch, rms_norm, rope, swiglu])
+refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu, causal_conv1d,
+                      selective_scan, ssd, moe_dispatch])
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,
@@ -32,6 +47,12 @@ KERNELS: dict[str, Callable] = {
     "index_add": index_add.index_add,
     "erf": erf.erf,
     "adamw_step": adamw.adamw_step,
+    "causal_conv1d_forward": causal_conv1d.causal_conv1d_forward,
+    "causal_conv1d_backward": causal_conv1d.causal_conv1d_backward,
+    "selective_scan_forward": selective_scan.selective_scan_forward,
+    "selective_scan_backward": selective_scan.selective_scan_backward,
+    "ssd_forward": ssd.ssd_forward,
+    "ssd_backward": ssd.ssd_backward,
     "moe_topk": moe_routing.moe_topk,
     "moe_sort_by_expert": moe_routing.moe_sort_by_expert,
     "moe_gather": moe_dispatch.moe_gather,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .adamw import adamw_step
 from .attention import attention_backward, attention_forward
+from .causal_conv1d import causal_conv1d_backward, causal_conv1d_forward
 from .cross_entropy import softmax_cross_entropy
 from .erf import erf
 from .index_add import index_add
@@ -20,6 +21,8 @@ from .moe_dispatch import moe_combine, moe_combine_backward, moe_gather, moe_gat
 from .moe_routing import moe_sort_by_expert, moe_topk
 from .rms_norm import rms_norm_backward, rms_norm_forward
 from .rope import rope_backward, rope_forward
+from .selective_scan import selective_scan_backward, selective_scan_forward
+from .ssd import ssd_backward, ssd_forward
 from .swiglu import swiglu_backward, swiglu_forward
 
 KERNELS: dict[str, Callable] = {
@@ -35,6 +38,12 @@ KERNELS: dict[str, Callable] = {
     "index_add": index_add,
     "erf": erf,
     "adamw_step": adamw_step,
+    "causal_conv1d_forward": causal_conv1d_forward,
+    "causal_conv1d_backward": causal_conv1d_backward,
+    "selective_scan_forward": selective_scan_forward,
+    "selective_scan_backward": selective_scan_backward,
+    "ssd_forward": ssd_forward,
+    "ssd_backward": ssd_backward,
     "moe_topk": moe_topk,
     "moe_sort_by_expert": moe_sort_by_expert,
     "moe_gather": moe_gather,

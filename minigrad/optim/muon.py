@@ -26,7 +26,7 @@ from typing import Any
 from ..tensor import Tensor
 from .adamw import adamw_update, check_adam_options
 from .optimizer import Optimizer, ParamsLike
-from .param_groups import is_embedding_name
+from .param_groups import is_no_decay_name
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -94,7 +94,8 @@ class MuonWithAdamW(Optimizer):
     """Muon for hidden 2-D matrices, AdamW for everything else, in one optimizer (one state, one
     checkpoint). Built from ``named_params`` (``(name, Tensor)`` pairs, e.g. ``model.named_parameters()``):
 
-    * 2-D and not an embedding / LM head (names holding "embed_tokens", "embedding", "lm_head")
+    * 2-D and not an embedding / LM head / SSM A_log (names holding "embed_tokens", "embedding", "lm_head",
+      or ending in "A_log")
       -> a Muon group (``lr``, ``momentum``, ``nesterov``, ``ns_steps``, ``weight_decay``);
     * the rest -> AdamW groups (``adamw_lr``, ``adamw_betas``, ``adamw_eps``), with
       ``adamw_weight_decay`` on 2-D ones (the LM head) and none on 1-D ones and embeddings.
@@ -111,9 +112,9 @@ class MuonWithAdamW(Optimizer):
         for name, p in named_params:
             if not p.requires_grad:
                 continue
-            if p.ndim == 2 and not (is_embedding_name(name) or "lm_head" in name):
+            if p.ndim == 2 and not (is_no_decay_name(name) or "lm_head" in name):
                 muon.append(p)
-            elif p.ndim >= 2 and not is_embedding_name(name):
+            elif p.ndim >= 2 and not is_no_decay_name(name):
                 decay.append(p)
             else:
                 no_decay.append(p)
