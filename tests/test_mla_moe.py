@@ -24,8 +24,13 @@ def _model(cfg, seed=0, backend="numpy"):
 
 # ---- MLA: generation caches the latent and the rotary key only ------------------------------------
 
+HYBRID = {**MOE, "mamba_layers": [0], "mamba2_num_heads": 2, "mamba2_head_dim": 32, "mamba2_state_size": 8,
+          "mamba2_chunk_size": 4, "first_dense_layers": 0}
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("extra", [{}, MOE, {"q_latent_dim": None}], ids=["mla", "mla+moe", "mla-q_proj"])
+@pytest.mark.parametrize("extra", [{}, MOE, {"q_latent_dim": None}, HYBRID],
+                         ids=["mla", "mla+moe", "mla-q_proj", "mamba2+mla+moe"])
 def test_mla_greedy_with_cache_equals_without(backend, extra):
     m = _model({**MLA, **extra}, backend=backend)
     prompt = np.array([[1, 5, 7, 2, 9], [3, 3, 8, 1, 0]])
