@@ -502,11 +502,13 @@ def save(run: Run, name: str) -> str | None:
     weights = run.model.state_dict()
     if run.comm.size > 1:
         check_identical(run.comm, weights, name)
-    if not run.comm.is_root:
-        return None
-    bad = non_finite(weights)
+    bad = non_finite(weights)  # (the same on every process: they hold the same weights)
     if bad:
         run.reporter.info(f"step {run.step}: not saving {name}/: the weights are not finite ({', '.join(bad[:3])})")
+        return None
+    if name.startswith("step-"):
+        run.saved_step = run.step  # on every process, so all agree whether an interrupted step needs a save
+    if not run.comm.is_root:
         return None
     meta = {"step": run.step, "run_id": run.run_id, "config": run.cfg.to_dict(), "config_source": run.cfg.source,
             "optimizer": run.optimizer.state_meta(), "data_cursor": run.stream.state_dict(), "rng": rng_states(),
@@ -516,8 +518,6 @@ def save(run: Run, name: str) -> str | None:
             "data_fingerprint": run.data.fingerprint(), "init_from": run.init_from,
             "tokenizer": "../tokenizer.json" if run.data.tokenizer_path else None}
     path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, weights, run.optimizer.state_arrays(), meta)
-    if name.startswith("step-"):
-        run.saved_step = run.step
     run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
     return path
 
