@@ -18,13 +18,17 @@ A backend is constructed with its kernel tables (minitorch's ``TensorBackend(Fas
 
 The wiring. This module is the only place in ``minigrad/`` that imports ``kernels`` (nothing
 in ``minigrad/`` imports ``nn`` or ``train``): ``_reference_table`` and ``_numba_table`` below
-import ``kernels.reference`` and ``kernels.cpu`` on a backend's first ``kernel()`` call, so
-``import minigrad`` loads neither and never imports Numba.
+import ``kernels.reference``, ``kernels.cpu`` and ``kernels.cuda`` on a backend's first ``kernel()``
+call, so ``import minigrad`` loads none of them and never imports Numba or CuPy.
 
 What ``import minigrad`` does to the process, all of it: it applies the process-wide settings
 of ``minigrad/_process.py`` (two environment defaults and glibc's malloc thresholds), and
 registers the "numpy" and "numba" backends here (plain objects; "cupy" is made on first
-``get_backend("cupy")``). Nothing else runs until you call it.
+``get_backend("cupy")``, which imports CuPy). Nothing else runs until you call it.
+
+Devices. ``get_backend`` also takes a device name, as ``Tensor.to`` and ``Module.to`` do:
+``"cuda"`` (or ``"gpu"``) is the "cupy" backend; ``"cpu"`` is the default backend when that one
+runs on the CPU, else "numpy".
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ def _reference_table() -> Table:
 
 def _numba_table() -> Table:
     from kernels.cpu import KERNELS  # imports Numba: only when the numba backend first needs a kernel
+    return KERNELS
+
+
+def _cuda_table() -> Table:
+    from kernels.cuda import KERNELS  # imports no CuPy itself: each kernel compiles on its first call
     return KERNELS
 
 
@@ -151,21 +160,32 @@ def _make_cupy() -> Backend:
     try:
         import cupy
     except ImportError as e:  # pragma: no cover - depends on the machine
-        raise RuntimeError("the 'cupy' backend needs CuPy: pip install 'minigrad[gpu]'") from e
-    return register_backend(Backend("cupy", cupy, "cuda", reference=_reference_table, to_numpy=cupy.asnumpy))
+        raise RuntimeError("the 'cupy' backend needs CuPy: pip install 'minigrad[gpu]' (CUDA 12) or "
+                           "'minigrad[gpu-cuda13]'") from e
+    return register_backend(Backend("cupy", cupy, "cuda", kernels=_cuda_table, reference=_reference_table,
+                                    to_numpy=cupy.asnumpy))
+
+
+DEVICES = {"cuda": "cupy", "gpu": "cupy"}  # device name -> backend ("cpu": see get_backend)
 
 
 def get_backend(name: str | Backend | None = None) -> Backend:
-    """Look a backend up by name (``"numpy"``, ``"numba"``, ``"cupy"``); None gives the default."""
+    """Look a backend up by name (``"numpy"``, ``"numba"``, ``"cupy"``) or device (``"cpu"``, ``"cuda"``);
+    None gives the default."""
     if isinstance(name, Backend):
         return name
     if name is None:
         name = _DEFAULT[0]
+    elif name == "cpu":
+        default = get_backend(None)
+        return default if default.device == "cpu" else get_backend("numpy")
+    name = DEVICES.get(name, name)
     b = _BACKENDS.get(name)
     if b is None:
         if name == "cupy":
             return _make_cupy()
-        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(set(_BACKENDS) | {'cupy'})}")
+        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(set(_BACKENDS) | {'cupy'})} "
+                         "or a device: 'cpu', 'cuda'")
     return b
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .adamw import adamw_step
+from .adamw import adamw_step, adamw_step_multi
 from .attention import attention_backward, attention_forward
 from .cross_entropy import softmax_cross_entropy
 from .erf import erf
@@ -33,4 +33,5 @@ KERNELS: dict[str, Callable] = {
     "index_add": index_add,
     "erf": erf,
     "adamw_step": adamw_step,
+    "adamw_step_multi": adamw_step_multi,
 }
