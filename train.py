@@ -298,14 +298,9 @@ def pick_backend(name: str, log: Callable[[str], None]) -> str:
     """The backend asked for, except cupy without a usable GPU: then numba, with a warning."""
     if name != "cupy":
         return name
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            return "cupy"
-        reason = "CuPy finds no CUDA device"
-    except Exception as e:  # ImportError, or a CUDA runtime error when there is no driver
-        reason = f"CuPy is not usable ({type(e).__name__})"
+    reason = mg.backend.cuda_unavailable()
+    if reason is None:
+        return "cupy"
     log(f"warning: GPU requested but {reason}; falling back to the CPU (numba backend)")
     return "numba"
 

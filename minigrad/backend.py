@@ -170,6 +170,18 @@ def _make_cupy() -> Backend:
 DEVICES = {"cuda": "cupy", "gpu": "cupy"}  # device name -> backend ("cpu": see get_backend)
 
 
+def cuda_unavailable() -> str | None:
+    """Why the cupy backend cannot run here (no CuPy, no driver, no device), or None when it can."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return None
+        return "CuPy finds no CUDA device"
+    except Exception as e:  # ImportError, or a CUDA runtime error when there is no driver
+        return f"CuPy is not usable ({type(e).__name__})"
+
+
 def set_tf32(enabled: bool) -> None:
     """Let cuBLAS run the cupy backend's float32 matmuls on TF32 tensor cores (10-bit mantissa inputs,
     float32 accumulation: several times faster, about 1e-3 relative error) or not (the default). Imports

@@ -81,7 +81,7 @@ def test_short_run_loss_falls_below_unigram_entropy(tmp_path, data):
     assert summary["step"] == 80 and summary["non_finite_steps"] == 0
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy"])
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, data, backend):
     n = 6
     kw = dict(max_steps=2 * n, save_interval=n, eval_interval=4, gradient_accumulation=2, backend=backend)
