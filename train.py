@@ -35,7 +35,7 @@ import numpy as np
 import nn
 from minigrad import distributed, optim
 from minigrad.config import ConfigError, Key, Problems, describe, merge_sources, parse_set, read_yaml
-from minigrad.data import BatchStream, DataError, WindowSampler, eval_batches, unigram_entropy
+from minigrad.data import BatchStream, DataError, HostToDevice, WindowSampler, eval_batches, unigram_entropy
 from minigrad.data.dataset import Datasets, describe_files, ensure_default_data, open_datasets
 from minigrad.data.tokenizer import load_tokenizer
 from minigrad.io import (
@@ -470,7 +470,8 @@ def start(run: Run, opts: RunOptions) -> None:
         shutil.copyfile(run.data.tokenizer_path, os.path.join(t["checkpoint_dir"], "tokenizer.json"))
     run.metrics = (MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
                               resume_step=run.step if run.resumed else None) if root else NullLog())
-    run.stream = BatchStream(run.sampler, t["prefetch"])
+    backend = mg.get_backend(run.backend)  # off the CPU, batches reach the device on the prefetch thread
+    run.stream = BatchStream(run.sampler, t["prefetch"], HostToDevice(backend) if backend.device != "cpu" else None)
     run.reporter = Reporter(run.total_steps, run.step, opts.headless, silent=not root)
 
 
