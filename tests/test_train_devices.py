@@ -101,3 +101,15 @@ def test_host_to_device_uploads_on_a_stream(data):  # noqa: F811
     x = np.arange(24, dtype=np.int64).reshape(4, 6)
     dx, dy = up((x, x + 1))
     assert isinstance(dx, cupy.ndarray) and (cupy.asnumpy(dy) == x + 1).all()
+
+
+@pytest.mark.skipif(mg.backend.cuda_unavailable() is None, reason="a GPU is here: the bench runs instead")
+def test_the_gpu_bench_refuses_cleanly_without_a_gpu():
+    import subprocess
+    import sys
+
+    from test_train import ROOT
+
+    r = subprocess.run([sys.executable, "bench/gpu_train_step.py", "--steps", "1"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "needs a GPU" in r.stderr and "Traceback" not in r.stderr
