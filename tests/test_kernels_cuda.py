@@ -1,9 +1,11 @@
-"""The CUDA kernels (kernels/cuda) against their NumPy twins, forward and backward, on a GPU: float32
-within 1e-5 of the reference in float32 (TF32 does not touch these kernels), float64 within 1e-12, and
-float16 / bfloat16 within their precision of the reference evaluated in float64 on the same inputs.
-Every case asserts that the CUDA kernel itself ran (did not decline). Skipped, with the other GPU
-cases, where there is no GPU (tests/conftest.py); the launch code is checked on the CPU in
-tests/test_cuda_sources.py."""
+"""The CUDA kernels (kernels/cuda) against their NumPy twins, forward and backward: float32 within 1e-5
+of the reference in float32 (TF32 does not touch these kernels), float64 within 1e-12, and float16 /
+bfloat16 within their precision of the reference evaluated in float64 on the same inputs. Every case
+asserts that the CUDA kernel itself ran (did not decline).
+
+Each case runs twice: on the CPU, the very CUDA C on tests/cuda_emulator (g++, threads as fibers that
+stop only at barriers), through the same launchers; and on a GPU, on CuPy (skipped, with the other GPU
+cases, where there is none). The launch code's limits are checked in tests/test_cuda_sources.py."""
 
 from __future__ import annotations
 
@@ -15,17 +17,37 @@ from test_kernels_cpu import ATTENTION_CASES
 
 from kernels.reference import KERNELS as REFERENCE
 
-pytestmark = pytest.mark.gpu
-
 DTYPES = ["float32", "float64", "float16", "bfloat16"]
 TOL = {"float32": 1e-5, "float64": 1e-12, "float16": 1e-2, "bfloat16": 3e-2}
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
+class HostAsDevice:
+    """The few CuPy calls the tests make, on NumPy arrays (copies, as a transfer to the device makes)."""
 
-    return cupy
+    ndarray = np.ndarray
+    zeros = staticmethod(np.zeros)
+
+    @staticmethod
+    def asarray(a):
+        return np.array(a, copy=True)
+
+    @staticmethod
+    def asnumpy(a):
+        return np.array(a, copy=True)
+
+
+@pytest.fixture(params=["emulator", "cupy"])
+def cp(request, monkeypatch):
+    if request.param == "cupy":
+        import cupy
+
+        return cupy
+    import cuda_emulator
+
+    if cuda_emulator.CXX is None:
+        pytest.skip("g++ is not on this machine: the CUDA emulator cannot build")
+    cuda_emulator.install(monkeypatch)
+    return HostAsDevice
 
 
 def _dtype(name):
@@ -45,14 +67,15 @@ def ref(name, *args, **kwargs):
 
 
 def host(a):
-    import cupy
-    return (cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else np.asarray(a)).astype(np.float64)
+    return np.asarray(a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a).astype(np.float64)
 
 
 def spec_inputs(arrays, dt):
     """The inputs the reference runs on: the same values, in float64 for half types (their exact values)."""
     wide = np.float64 if dt.itemsize < 4 else dt
-    return [a.astype(wide) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in arrays]
+    def floating(a):  # ml_dtypes' bfloat16 has dtype.kind "V", not "f"
+        return isinstance(a, np.ndarray) and (a.dtype.kind == "f" or a.dtype.name == "bfloat16")
+    return [a.astype(wide) if floating(a) else a for a in arrays]
 
 
 def close(ours, theirs, dtname, what=""):
@@ -211,3 +234,68 @@ def test_fused_adamw_equals_the_reference_loop(cp, mixed):
     if mixed:
         for ours, theirs in zip(copies, ref_copies):
             close(ours, theirs, mixed)
+
+
+def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
+    """Another interleaving at the barriers (last thread first): a missing __syncthreads shows up as a
+    difference between the two orders."""
+    import cuda_emulator
+
+    if cuda_emulator.CXX is None:
+        pytest.skip("g++ is not on this machine: the CUDA emulator cannot build")
+    cuda_emulator.install(monkeypatch)
+    rng = np.random.default_rng(11)
+    q, k, v = rand(rng, (2, 70, 4, 8), np.float32), rand(rng, (2, 75, 2, 8), np.float32), rand(rng, (2, 75, 2, 8),
+                                                                                                 np.float32)
+    g, x, w = rand(rng, (2, 70, 4, 8), np.float32), rand(rng, (9, 300), np.float32), rand(rng, (300,), np.float32)
+    logits, targets = rand(rng, (5, 3000), np.float32), rng.integers(0, 3000, size=5)
+
+    def everything():
+        out, saved = cuda("attention_forward")(q, k, v, 0.3, 5)
+        grads = cuda("attention_backward")(g, q, k, v, saved, 0.3, 5)
+        y, rstd = cuda("rms_norm_forward")(x, w, 1e-5)
+        gx, gw = cuda("rms_norm_backward")(x, x, w, rstd)
+        loss, _, dlogits = cuda("softmax_cross_entropy")(logits, targets, -100)
+        return [out, *grads, y, gx, gw, loss, dlogits]
+    forward = everything()
+    monkeypatch.setattr(cuda_emulator, "REVERSE", [True])
+    for a, b in zip(forward, everything()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_llama_training_step_through_every_cuda_kernel_equals_numpy(monkeypatch):
+    """A backend of NumPy arrays whose table is kernels/cuda's, on the emulator: a tiny Llama's loss, every
+    gradient and two AdamW steps (the fused multi-tensor update) equal the numpy backend's."""
+    import cuda_emulator
+
+    import minigrad as mg
+    import nn
+    from kernels.cuda import KERNELS as CUDA
+    from minigrad.backend import Backend, register_backend
+
+    if cuda_emulator.CXX is None:
+        pytest.skip("g++ is not on this machine: the CUDA emulator cannot build")
+    cuda_emulator.install(monkeypatch)
+    register_backend(Backend("cuda-emulator", np, "cpu", kernels=CUDA))
+    cfg = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "kv_heads": 2, "vocab_size": 64, "max_seq_len": 16}
+    ids = np.random.default_rng(0).integers(0, 64, (2, 13))
+    results = {}
+    for name in ("numpy", "cuda-emulator"):
+        model = nn.build_model(cfg, backend=name, seed=3)
+        opt = mg.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+        losses = []
+        for _ in range(2):
+            loss = mg.cross_entropy(model(mg.tensor(ids[:, :-1], backend=name)), mg.tensor(ids[:, 1:], backend=name))
+            loss.backward()
+            grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+        results[name] = losses, grads, model.state_dict()
+    (l_ref, g_ref, w_ref), (l_cuda, g_cuda, w_cuda) = results["numpy"], results["cuda-emulator"]
+    np.testing.assert_allclose(l_cuda, l_ref, rtol=1e-6)
+    for n in g_ref:
+        close(g_cuda[n], g_ref[n], "float32", n)
+        # Adam divides by sqrt(v): where a gradient is ~0, its last-bit differences move the weight by up
+        # to ~lr * 1e-4, so the weights get an absolute tolerance of 1e-5 (lr is 1e-2)
+        np.testing.assert_allclose(w_cuda[n], w_ref[n], rtol=1e-5, atol=1e-5, err_msg=n)

@@ -224,7 +224,7 @@ def elements(a: Any) -> tuple[int, ...]:
 
 def pointer(a: Any) -> int:
     """The device (or host) address of an array's first element."""
-    return int(a.data.ptr) if hasattr(a.data, "ptr") else int(a.ctypes.data)
+    return int(a.ctypes.data) if isinstance(a, np.ndarray) else int(a.data.ptr)
 
 
 def row_stride(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int, width: int) -> int | None:
