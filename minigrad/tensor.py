@@ -13,7 +13,9 @@ from .backend import Backend, default_backend, get_backend
 
 
 def _is_float(dtype) -> bool:
-    return (dtype.kind if isinstance(dtype, np.dtype) else np.dtype(dtype).kind) == "f"
+    """A floating-point dtype: NumPy's, or ml_dtypes' bfloat16 (whose dtype.kind is "V", not "f")."""
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    return dt.kind == "f" or dt.name == "bfloat16"
 
 
 class Tensor:

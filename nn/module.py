@@ -129,7 +129,7 @@ class Module:
 
         def moved(t: Tensor) -> Tensor:
             t = t.to(b) if b is not None else t
-            if dt is not None and t.dtype.kind == "f" and t.dtype != dt:
+            if dt is not None and (t.dtype.kind == "f" or t.dtype.name == "bfloat16") and t.dtype != dt:
                 t = Tensor._from_array(t.data.astype(dt), t.backend, t.requires_grad)
             return t
         for p in self.parameters():

@@ -161,3 +161,15 @@ def test_bf16_off_the_gpu_is_refused_naming_the_key(tmp_path, data, capsys):  # 
     err = capsys.readouterr().err
     assert "trainer.dtype (from --dtype bf16) = 'bf16' needs the GPU" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_bf16_casts_the_model_and_keeps_float32_masters_without_loss_scaling():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    model, _ = _tiny()
+    w = model.weight.numpy().copy()
+    amp = optim.MixedPrecision(model, "bfloat16")
+    assert model.weight.dtype == np.dtype(ml_dtypes.bfloat16) and model.weight.requires_grad
+    np.testing.assert_array_equal(amp.masters[0].numpy(), w)
+    np.testing.assert_array_equal(model.weight.numpy(), w.astype(ml_dtypes.bfloat16))
+    assert not amp.scaler.enabled and amp.scaler.scale == 1.0
+    assert "needs the cupy backend" in optim.amp.bf16_problem(mg.get_backend("numpy"))

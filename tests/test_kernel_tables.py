@@ -103,8 +103,13 @@ def test_every_kernel_runs_on_numba_after_import_minigrad_alone():
 
 
 def test_reference_table_is_the_contract_list_and_every_table_a_subset():
+    from kernels.cuda import KERNELS as CUDA_KERNELS
+
     assert set(REFERENCE_KERNELS) == set(CONTRACTS)
     assert set(CPU_KERNELS) <= set(CONTRACTS)
+    assert set(CUDA_KERNELS) == set(CONTRACTS)  # every kernel has a CUDA twin
+    for name, fn in CUDA_KERNELS.items():
+        assert "xp" not in inspect.signature(fn).parameters, name
     assert all(isinstance(c, str) and c for c in CONTRACTS.values())
     for name in ("numpy", "numba", "strict"):
         b = mg.get_backend(name)
@@ -181,3 +186,12 @@ def test_minigrad_imports_no_layers_kernels_or_trainer_but_the_backend_wiring():
                 assert (rel, m) in allowed, f"{rel}:{line} imports {m}"
                 found.add((rel, m))
     assert found == allowed
+
+
+def test_the_cuda_table_imports_without_cupy_or_a_gpu():
+    code = ("import sys, minigrad, kernels.cuda as k; b = minigrad.get_backend('numpy'); "
+            "print(sorted(m for m in ('cupy', 'numba') if m in sys.modules), len(k.KERNELS))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", str(len(CONTRACTS))]
