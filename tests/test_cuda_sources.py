@@ -111,6 +111,25 @@ def test_every_cu_file_compiles_with_nvcc_for_sm80_and_sm90():
             assert smem == plan(int(d["HEAD_DIM"]), acc, int(d["BLOCK_Q"]), int(d["BLOCK_K"])), (f, opts, name)
 
 
+def test_every_cu_file_compiles_with_nvrtc_as_cupy_compiles_it():
+    """NVRTC (CuPy's compiler) has none of the host headers nvcc puts in front of every file: each variant,
+    with the options CuPy adds, for sm_80 and sm_90."""
+    import nvrtc
+
+    lib, include = nvrtc.load(), nvrtc.cuda_include()
+    if lib is None or include is None:
+        pytest.skip("no libnvrtc or CUDA headers here (pip install nvidia-cuda-nvrtc; a CUDA toolkit)")
+    failures = []
+    for f, opts in _variants():
+        for arch in ARCHS:
+            ok, log = nvrtc.compile_cubin(lib, _runtime.source(f), f, (*_runtime.COMPILE_OPTIONS, *opts,
+                                                                        *nvrtc.CUPY_OPTIONS, f"-arch={arch}",
+                                                                        f"-I{include}"))
+            if not ok or "warning" in log:
+                failures.append(f"{f} {arch} {' '.join(opts)}:\n{log[-2000:]}")
+    assert not failures, "\n\n".join(failures)
+
+
 # ---- launches and arguments, for the shapes the models give ------------------------------------------
 
 # (B, T, H, KV, D, hidden, ffn, vocab): the nano config, the ~125M Llama of bench/gpu_train_step.py, a 1B-ish one

@@ -50,7 +50,7 @@ def index_add(out: Any, key: Any, src: Any):
         raise IndexError(f"index_add: index {hi if hi >= v else lo} is out of bounds for axis 0 with size {v}")
     if lo < 0:
         ids = xp.where(ids < 0, ids + v, ids)
-    order = xp.argsort(ids, kind="stable")
+    order = xp.argsort(ids, kind="stable") if xp is np else xp.argsort(ids)  # CuPy's argsort is always stable
     launch(ADD_ROWS, variant(out.dtype), types_of(out.dtype), launch_config(ids.size, d), out=out,
            sorted_ids=xp.ascontiguousarray(ids[order]), order=xp.ascontiguousarray(order.astype(np.int64)),
            src=xp.ascontiguousarray(src), n=ids.size, d=d)

@@ -121,7 +121,11 @@ class HostToDevice:
     the compute stream). Called from the Prefetcher's thread, the copy of the next batch runs while the
     GPU computes on this one; the thread waits for its copy to finish (the training thread does not),
     so a batch it hands over is complete and its pinned buffer may be reused. On other backends it is
-    ``backend.asarray``."""
+    ``backend.asarray``.
+
+    The device arrays come from CuPy's pool on the copy stream. The training loop synchronises once per
+    micro-batch (``loss.item()``, after backward), so a batch is freed, and its memory reused by a later
+    copy, only after every kernel that reads it has run."""
 
     def __init__(self, backend):
         self.backend = backend
