@@ -3,8 +3,9 @@ cache (CUPY_CACHE_DIR), so the test processes that follow load them instead of c
 
     python tests/gpu/precompile.py [--jobs N] [--list]
 
-Prints one line per module (file, variant, seconds) and a total; exits 1 if any module fails to compile
-(its compiler log is printed), 2 without a GPU. ``--list`` prints the modules without compiling.
+Then one training step of a tiny Llama on CuPy in each dtype, to fill the cache with CuPy's own kernels.
+Prints one line per module (file, variant, seconds) and per step; exits 1 if any module fails to compile
+(its compiler log is printed) or a step fails, 2 without a GPU. ``--list`` prints the modules only.
 """
 
 from __future__ import annotations
@@ -50,6 +51,40 @@ def compile_one(job: tuple[str, tuple[str, ...]]) -> tuple[str, tuple[str, ...],
         return file, options, time.perf_counter() - start, str(e)
 
 
+def warm_step(dtype: str) -> tuple[str, float, str | None]:
+    """One training step of a tiny Llama on CuPy in ``dtype``: fills CuPy's cache with the elementwise and
+    reduction kernels (its own, compiled on first use) that the model tests use, before they run."""
+    import numpy as np
+
+    import minigrad as mg
+    import nn
+    from minigrad import optim
+
+    start = time.perf_counter()
+    try:
+        cfg = {"hidden_size": 32, "num_layers": 1, "num_heads": 4, "kv_heads": 2, "vocab_size": 64, "max_seq_len": 16}
+        model = nn.build_model(cfg, backend="cupy")
+        amp = optim.MixedPrecision(model, dtype) if dtype in ("float16", "bfloat16") else None
+        if dtype == "float64":
+            model.to(dtype=np.float64)
+        opt = optim.AdamW(amp.masters if amp else model.parameters())
+        if amp:
+            amp.attach(opt)
+        ids = mg.tensor(np.arange(30).reshape(2, 15) % 64, backend="cupy")
+        loss = mg.cross_entropy(model(ids[:, :-1]), ids[:, 1:])
+        if amp:
+            amp.backward(loss)
+            amp.unscale_and_clip(1.0)
+            amp.step()
+        else:
+            loss.backward()
+            optim.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return dtype, time.perf_counter() - start, None
+    except Exception as e:  # reported; the tests will show it too
+        return dtype, time.perf_counter() - start, f"{type(e).__name__}: {e}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=min(16, os.cpu_count() or 1))
@@ -73,6 +108,11 @@ def main() -> int:
                 failed += 1
                 print(error[-3000:])
     print(f"{len(jobs)} modules, {failed} failed, {time.perf_counter() - start:.0f}s with {args.jobs} processes")
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        for dtype, seconds, error in pool.map(warm_step, ("float32", "float64", "float16", "bfloat16")):
+            print(f"{'FAIL' if error else 'ok  '} {seconds:5.1f}s a tiny Llama's training step on CuPy in {dtype}"
+                  + (f": {error[-2000:]}" if error else ""))
+            failed += bool(error)
     return 1 if failed else 0
 
 
