@@ -4,6 +4,9 @@
     python train.py -f my.yaml -d data/my.bin --max-steps 2000 --set trainer.learning_rate=1e-3
     python train.py prepare-data --text corpus/ --vocab-size 4096 --output data/mine
     python train.py sample --checkpoint latest --prompt "def " --max-new-tokens 100
+    python train.py pack --username me            # hf/me/NAME/: a transformers folder with a model card
+    python train.py push --model hf/me/NAME       # to the Hugging Face Hub (HF_TOKEN)
+    python train.py export --gguf model.gguf      # for llama.cpp
 
 Reading order: the ``trainer:`` section's schema (the model section's is ``nn/config.py``), the config
 loader, then ``train()`` — the loop: set the learning rate, forward and backward over the micro-batches,
@@ -14,11 +17,13 @@ functions before it set a run up (data, model, optimizer, resume) and save it; t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -158,14 +163,17 @@ class Config:
         return self.label(f"model.{key}")
 
 
-def load_config(path: str | None, overrides: list[tuple[str, Any, str]] = (), check_supported: bool = True
-                ) -> Config:
+def load_config(path: str | None, overrides: list[tuple[str, Any, str]] = (), check_supported: bool = True,
+                init_from: tuple[nn.ModelConfig, str] | None = None) -> Config:
     """Read, override and check a config; every problem of the file is reported in one ConfigError.
-    ``overrides``: (key, value, origin) with origin the flag that set it; keys dotted or bare."""
+    ``overrides``: (key, value, origin) with origin the flag that set it; keys dotted or bare.
+    ``init_from``: (model config, folder) of --init-from, whose model the run takes (see model_from_folder)."""
     cfg = Config({}, {}, path or "<defaults>")
     problems = Problems(cfg.source)
     values, cfg.origins = merge_sources(read_yaml(path) if path else {}, SECTIONS, overrides, problems,
                                         hints={"model": nn.config.suggest_key})
+    if init_from is not None:
+        values["model"] = model_from_folder(values["model"], *init_from, cfg, problems)
     model_cfg = nn.config.read_model_section(values["model"], problems, cfg.label_model)
     for k, spec in TRAINER_KEYS.items():
         cfg.trainer[k] = problems.coerce(cfg.label(f"trainer.{k}"), spec, values["trainer"].get(k, spec.default))
@@ -177,6 +185,24 @@ def load_config(path: str | None, overrides: list[tuple[str, Any, str]] = (), ch
     problems.raise_if_any()
     cfg.warnings = [f"{cfg.source}: {w}" for w in problems.warnings]
     return cfg
+
+
+def model_from_folder(given: dict, folder_cfg: nn.ModelConfig, folder: str, cfg: Config, problems: Problems) -> dict:
+    """--init-from FOLDER: the run's model is the folder's. A model key that the config file or --set gives
+    must agree with the folder (one error names every key that does not); keys not given come from it."""
+    mine = nn.config.read_model_section(given, Problems(cfg.source))  # bad values: reported by the real read
+    if mine is None:
+        return given
+    effective = {"kv_heads": lambda c: c.n_kv_heads, "intermediate_size": lambda c: c.ffn_size}
+    differ = []
+    for k in given:
+        get = effective.get(k, lambda c, k=k: getattr(c, k))
+        if k != "name" and get(mine) != get(folder_cfg):
+            differ.append(f"{cfg.label_model(k)} {get(mine)!r} vs {get(folder_cfg)!r}")
+    if differ:
+        problems.error(f"the model section disagrees with --init-from {folder} ({'; '.join(differ)}: config vs "
+                       "folder); remove those keys (the folder's model is used) or make them match")
+    return {**folder_cfg.to_dict(), **({"name": given["name"]} if "name" in given else {})}
 
 
 def _check_trainer(cfg: Config, backend_given: bool, problems: Problems, check_supported: bool) -> None:
@@ -230,9 +256,10 @@ class TrainingError(RuntimeError):
 class Interrupted(Exception):
     """A stop signal ended the run after a checkpoint was written (exit status 128 + signal number)."""
 
-    def __init__(self, signal_name: str, status: int, step: int, path: str | None):
+    def __init__(self, signal_name: str, status: int, step: int, path: str | None, root: bool = True, world: int = 1):
         super().__init__(f"{signal_name} at step {step}")
         self.signal_name, self.status, self.step, self.path = signal_name, status, step, path
+        self.root, self.world = root, world
 
 
 @dataclass
@@ -244,6 +271,8 @@ class RunOptions:
     headless: bool = False
     overwrite: bool = False       # a fresh run may replace another run's checkpoints in its directory
     skip_memory_check: bool = False
+    init_from: str | None = None  # a model folder whose weights a fresh run starts from
+    init_state: dict[str, np.ndarray] | None = None  # its weights, read (and checked) before anything starts
 
 
 @dataclass
@@ -273,6 +302,7 @@ class Run:
     bad_evals: int = 0
     elapsed: float = 0.0
     resumed: bool = False
+    init_from: str | None = None          # the model folder the weights started from (--init-from)
     last: dict[str, Any] = field(default_factory=dict)  # the latest logged metrics, saved with checkpoints
     val_loss: float | None = None
     val_step: int = -1
@@ -413,10 +443,15 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None], comm: distr
         run_dir = t["checkpoint_dir"]
         path = find_latest(run_dir) if opts.resume == "auto" else resolve_checkpoint(opts.resume, run_dir)
         if path is None:
-            log(f"--resume auto: no checkpoint in {run_dir}/ yet, starting from scratch")
+            log(f"--resume auto: no checkpoint in {run_dir}/ yet, starting " + ("from --init-from" if opts.init_from
+                                                                               else "from scratch"))
         else:
             resume(run, path)
             log(f"resumed from {path} at step {run.step}")
+    if opts.init_from:
+        run.init_from = os.path.abspath(opts.init_from)
+        if not run.resumed:  # a resumed run has its own weights; --init-from only starts a fresh one
+            init_from_folder(run, opts.init_from, opts.init_state)
     if comm.size > 1:  # every process starts from rank 0's weights (and they stay identical: same updates)
         for p in model.parameters():
             comm.broadcast_(p.data)
@@ -424,6 +459,24 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None], comm: distr
         exchange = {"f32": None, "f16": "float16", "bf16": "bfloat16"}[t["grad_exchange_dtype"]]
         run.sync = distributed.GradientSync(model.parameters(), comm, t["bucket_mb"], exchange, t["overlap_comm"])
     return run
+
+
+def init_from_folder(run: Run, folder: str, state: dict[str, np.ndarray]) -> None:
+    """The weights of a packed or transformers model folder (read and checked by cmd_train)."""
+    nn.pretrained.load_weights(run.model, state, folder)
+    if run.amp is not None:  # f16/bf16: the folder's weights are the float32 masters, the model their rounding
+        run.amp.load_state_dict(state)
+    theirs = os.path.join(folder, "tokenizer.json")
+    mine = run.data.tokenizer_path
+    if mine and os.path.isfile(theirs) and not same_file_contents(mine, theirs):
+        run.log(f"warning: the data were tokenized with {mine}, not with {theirs}: the model will read token ids "
+                "it was not trained on")
+    run.log(f"initialised the weights from {folder}")
+
+
+def same_file_contents(a: str, b: str) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        return fa.read() == fb.read()
 
 
 def resume(run: Run, path: str) -> None:
@@ -479,9 +532,11 @@ def save(run: Run, name: str) -> str | None:
     """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads.
     Weights that are not finite are never saved (they would replace a good best/ or final/). Only rank 0
     writes (every process holds the same weights)."""
+    weights = run.amp.state_dict() if run.amp is not None else run.model.state_dict()  # float32 either way
+    if run.comm.size > 1:
+        check_identical(run.comm, weights, name)
     if not run.comm.is_root:
         return None
-    weights = run.amp.state_dict() if run.amp is not None else run.model.state_dict()  # float32 either way
     bad = non_finite(weights)
     if bad:
         run.reporter.info(f"step {run.step}: not saving {name}/: the weights are not finite ({', '.join(bad[:3])})")
@@ -491,7 +546,7 @@ def save(run: Run, name: str) -> str | None:
             "train_state": {"best_val_loss": None if math.isinf(run.best_val) else run.best_val,
                             "bad_evals": run.bad_evals, "elapsed": run.elapsed},
             "metrics": run.last, "backend": run.backend, "tokens_seen": run.step * run.tokens_per_step,
-            "data_fingerprint": run.data.fingerprint(),
+            "data_fingerprint": run.data.fingerprint(), "init_from": run.init_from,
             "amp": run.amp.scaler.state_dict() if run.amp is not None else None,
             "tokenizer": "../tokenizer.json" if run.data.tokenizer_path else None}
     path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, weights, run.optimizer.state_arrays(), meta)
@@ -499,6 +554,18 @@ def save(run: Run, name: str) -> str | None:
         run.saved_step = run.step
     run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
     return path
+
+
+def check_identical(comm: distributed.Communicator, weights: dict, name: str) -> None:
+    """Every process of a data-parallel job must hold rank 0's weights (they start from them and apply the
+    same averaged gradients); a process that drifted is a bug, found here at each checkpoint."""
+    digest = hashlib.sha1()
+    for k in sorted(weights):
+        digest.update(np.ascontiguousarray(weights[k]).tobytes())
+    ours = digest.hexdigest()
+    if comm.broadcast_json(ours) != ours:
+        raise distributed.DistributedError(f"rank {comm.rank}: its weights differ from rank 0's at checkpoint "
+                                           f"{name!r}; the processes have drifted apart")
 
 
 # ---- pieces of a training step -------------------------------------------------------------
@@ -642,6 +709,8 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
     step)`` is called with the gradients in place before clipping (a hook for experiments and tests).
     Under ``mpirun`` (or ``--gpus``) every process runs this; rank 0 alone owns the run directory."""
     comm = distributed.init(cfg.trainer["sync_backend"], cfg.trainer["dist_timeout"])
+    if comm.size > 1:  # which process is which, for whoever has to find a stuck one
+        _stderr_print(f"rank {comm.rank} of {comm.size} ({comm.name}): pid {os.getpid()} on {socket.gethostname()}")
     quiet = not comm.is_root
     log = (lambda m: None) if quiet else _stderr_print if opts.headless else say  # headless: stdout is JSON
     try:
@@ -660,8 +729,14 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
                     find_latest(cfg.trainer["checkpoint_dir"]) if comm.is_root else None
                 run.metrics.write({"event": "interrupted", "step": run.step, "signal": name, "checkpoint": path})
                 run.metrics.close()
-                raise Interrupted(name, status, run.step, path)
+                raise Interrupted(name, status, run.step, path, comm.is_root, comm.size)
             return finish(run)
+    except distributed.DistributedError as e:  # another process is gone: say so, then end the whole job
+        _stderr_print(f"error: {e}; the last complete checkpoint in {cfg.trainer['checkpoint_dir']} is intact")
+        if comm.size == 1:
+            raise
+        comm.abort(1)
+        os._exit(1)  # (should MPI_Abort return before the launcher ends this process)
     finally:
         comm.close()
 
@@ -727,9 +802,9 @@ def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
         if (t["eval_interval"] and run.step % t["eval_interval"] == 0) or at_end:
             if validate(run, loss):  # early stopping
                 return
-        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end and run.comm.is_root:
-            save(run, step_dir_name(run.step))
-            rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
+        if t["save_interval"] and run.step % t["save_interval"] == 0 and not at_end:
+            if save(run, step_dir_name(run.step)):  # (every process takes part; rank 0 writes)
+                rotate(t["checkpoint_dir"], t["max_checkpoints"], run.run_id)
 
 
 def finish(run: Run) -> dict:
@@ -767,9 +842,9 @@ def _stderr_print(message: str) -> None:
 
 # ---- the command line ----------------------------------------------------------------------
 
-SUBCOMMANDS = ("train", "prepare-data", "sample")
-NOT_BUILT_YET = {"pack": "packing a run for transformers and the Hub", "push": "uploading to the Hugging Face Hub",
-                 "export": "GGUF export"}
+SUBCOMMANDS = ("train", "prepare-data", "sample", "pack", "push", "export")
+NOT_BUILT_YET: dict[str, str] = {}  # subcommand -> what it will do: listed in --help, refused by main() until built
+FINETUNE_CONFIG = os.path.join(HERE, "configs", "finetune.yaml")  # -f's default with --init-from: no model section
 # Named flags and the config keys they set (an explicit flag wins over the file and --set).
 FLAG_KEYS = {"data": "trainer.data", "val_data": "trainer.val_data", "target_device": "trainer.target_device",
              "backend": "trainer.backend", "seq_len": "trainer.seq_len", "batch_size": "trainer.batch_size",
@@ -777,7 +852,7 @@ FLAG_KEYS = {"data": "trainer.data", "val_data": "trainer.val_data", "target_dev
              "epochs": "trainer.num_epochs", "lr": "trainer.learning_rate", "seed": "trainer.seed",
              "prefetch": "trainer.prefetch", "dtype": "trainer.dtype", "max_checkpoints": "trainer.max_checkpoints",
              "out": "trainer.checkpoint_dir", "log_grad_norms": "trainer.log_grad_norms", "tf32": "trainer.tf32",
-             "fail_on_non_finite": "trainer.fail_on_non_finite"}
+             "fail_on_non_finite": "trainer.fail_on_non_finite", "sync_backend": "trainer.sync_backend"}
 
 
 def config_overrides(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
@@ -797,10 +872,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.help_config:
         print("\n".join(describe(name, keys) for name, keys in SECTIONS.items()))
         return 0
-    cfg = load_config(args.config, config_overrides(args))
+    start = nn.from_pretrained(args.init_from, backend="numpy") if args.init_from else None  # checked up front
+    path = args.config or (FINETUNE_CONFIG if start else DEFAULT_CONFIG)
+    cfg = load_config(path, config_overrides(args), init_from=(start.config, args.init_from) if start else None)
+    if args.gpus:  # one worker per GPU, each running this same command without --gpus
+        gpus = distributed.parse_gpus(args.gpus)
+        return distributed.launch_local(gpus, worker_argv(args.argv, cfg), script=os.path.abspath(__file__))
     train(cfg, RunOptions(data_dir=args.data_dir, resume=args.resume, headless=args.headless,
-                          overwrite=args.overwrite, skip_memory_check=args.skip_memory_check))
+                          overwrite=args.overwrite, skip_memory_check=args.skip_memory_check,
+                          init_from=args.init_from, init_state=start.state_dict() if start else None))
     return 0
+
+
+def worker_argv(argv: list[str], cfg: Config) -> list[str]:
+    """The command line of a --gpus worker: the same flags without --gpus, on the cupy backend with NCCL."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            out.append(a)
+    return out + ["--backend", "cupy", "--sync-backend", "nccl"]
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> int:
@@ -856,13 +950,91 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dir_of(args: argparse.Namespace) -> str:
+    """The run directory: --out (or Oxidizr's --checkpoint-dir), else the config's trainer.checkpoint_dir."""
+    return args.out or load_config(args.config, check_supported=False).trainer["checkpoint_dir"]
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from nn.pack import choose_checkpoint, pack_run
+
+    path = choose_checkpoint(args.checkpoint, run_dir_of(args))
+    folder = pack_run(path, args.output, args.username, args.name, args.tokenizer, args.license, args.dataset,
+                      log=_stderr_print)
+    say(f"packed {path} into {folder}/: " + ", ".join(sorted(os.listdir(folder))))
+    say(f"load it with transformers' AutoModelForCausalLM.from_pretrained({folder!r}); upload it with: "
+        f"python train.py push --model {shlex.quote(folder)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nn.gguf_export import require_gguf
+    from nn.pack import check_gguf_target, choose_checkpoint, export_run
+
+    require_gguf()
+    check_gguf_target(args.gguf)
+    path = args.checkpoint if args.checkpoint and os.path.isfile(os.path.join(args.checkpoint, "config.json")) \
+        else choose_checkpoint(args.checkpoint, run_dir_of(args))
+    info = export_run(path, args.gguf, args.tokenizer, args.f16)
+    say(f"exported {path} to {info['path']}: {info['tensors']} tensors, {fmt_bytes(info['bytes'])}, "
+        f"{'f16' if info['f16'] else 'f32'}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from minigrad.io import hub
+
+    folder = hub.choose_packed(args.model, args.hf_dir)
+    if args.dry_run:
+        say(hub.dry_run_report(folder, args.private))
+        return 0
+    token, _ = hub.hub_setting("HF_TOKEN")
+    if not token:
+        raise hub.HubError("no Hugging Face token: set HF_TOKEN in the environment or in a .env file here "
+                           f"({os.path.abspath('.env')}: HF_TOKEN=hf_...); --dry-run needs none")
+    say(f"pushed {folder} to {hub.push(folder, args.private, token, _stderr_print)}")
+    return 0
+
+
+def add_packing_parsers(sub) -> None:
+    """pack, export and push: their flags (the bodies are nn/pack.py, nn/gguf_export.py, minigrad/io/hub.py)."""
+    pk = sub.add_parser("pack", help="package a checkpoint as a transformers model folder with a model card")
+    ex = sub.add_parser("export", help="write a checkpoint as a GGUF file for llama.cpp (Llama-architecture models)")
+    for p in (pk, ex):
+        p.add_argument("--checkpoint", default=None, metavar="PATH|latest|best|final|STEP", help="default: a pick "
+                       "list on a terminal; else final, else best, else the latest")
+        p.add_argument("--out", "--checkpoint-dir", dest="out", metavar="RUN", help="run directory (default: the "
+                       "config's checkpoint_dir)")
+        p.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="config whose checkpoint_dir holds the run")
+        p.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json (default: the run's)")
+    pk.add_argument("--name", help="model name (default: model.name, else the run directory's name)")
+    pk.add_argument("--username", help="Hub user or organisation (default: HF_USERNAME from the environment or "
+                    ".env, else 'local')")
+    pk.add_argument("--output", default="hf", metavar="DIR", help="where USER/NAME/ is written (default: hf)")
+    pk.add_argument("--license", default="mit", help="license id for the model card (default: mit)")
+    pk.add_argument("--dataset", action="append", metavar="HUB_ID", help="a Hub dataset the model was trained on, "
+                    "for the card (repeatable)")
+    pk.set_defaults(func=cmd_pack)
+    ex.add_argument("--gguf", required=True, metavar="FILE", help="the .gguf file to write")
+    ex.add_argument("--f16", action="store_true", help="float16 matrices (norms stay float32); default float32")
+    ex.set_defaults(func=cmd_export)
+    pu = sub.add_parser("push", help="upload a packed model folder to the Hugging Face Hub")
+    pu.add_argument("--model", metavar="hf/USER/NAME", help="the packed folder (default: the only one under "
+                    "--hf-dir, or a pick list on a terminal)")
+    pu.add_argument("--hf-dir", default="hf", metavar="DIR", help="where pack wrote its folders (default: hf)")
+    pu.add_argument("--private", action="store_true", help="create the repository as private")
+    pu.add_argument("--dry-run", action="store_true", help="list what would be uploaded, and where; upload nothing")
+    pu.set_defaults(func=cmd_push)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description="Train, prepare data for, and sample from minigrad "
-                                "language models. With no subcommand, 'train' is meant.",
+    p = argparse.ArgumentParser(prog="train.py", description="Train, prepare data for, sample from, pack, push and "
+                                "export minigrad language models. With no subcommand, 'train' is meant.",
                                 epilog="Each subcommand has its own flags: python train.py train --help")
     sub = p.add_subparsers(dest="command")
     tr = sub.add_parser("train", help="train a model (the default)")
-    tr.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="YAML config (default: configs/nano-start.yaml)")
+    tr.add_argument("-f", "--config", help="YAML config (default: configs/nano-start.yaml; with --init-from, "
+                    "configs/finetune.yaml)")
     tr.add_argument("-d", "--data", help="a .bin token file or a directory of .bin shards (default: the embedded "
                     "corpus, the Python standard library, prepared in --data-dir)")
     tr.add_argument("--val-data", help="validation tokens (default: val.bin beside --data, or its last 5%%)")
@@ -879,6 +1051,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--prefetch", type=int, metavar="N", help="prepare N batches ahead on a background thread")
     tr.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, or the newest one")
+    tr.add_argument("--init-from", metavar="FOLDER", help="start from the weights of a packed or transformers "
+                    "(LlamaForCausalLM) folder; its model is used, and model keys the config sets must match it")
     tr.add_argument("--headless", action="store_true", help="JSON lines on stdout instead of a progress bar")
     tr.add_argument("--dtype", choices=("f32", "f16", "bf16"), help="f16/bf16: half-precision compute with float32 "
                     "master weights (f16 with dynamic loss scaling; bf16 on a GPU only)")
@@ -891,6 +1065,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "another run's checkpoints, deleting them")
     tr.add_argument("--skip-memory-check", action="store_true", help="train even when the memory estimate is "
                     "above the RAM this machine has free")
+    tr.add_argument("--gpus", metavar="0,1,...", help="data-parallel training on these GPUs, one worker process "
+                    "each (NCCL); across machines use mpirun instead")
+    tr.add_argument("--sync-backend", choices=("cpu", "nccl"), help="how gradients are averaged across processes: "
+                    "cpu (MPI, under mpirun) or nccl")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key, e.g. "
                     "--set model.hidden_size=128 (repeatable)")
     tr.add_argument("--help-config", action="store_true", help="list every config key and exit")
@@ -921,6 +1099,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", metavar="DIR", help="run directory (overrides the config's checkpoint_dir)")
     sa.set_defaults(func=cmd_sample)
 
+    add_packing_parsers(sub)
     for name, what in NOT_BUILT_YET.items():  # listed in --help; main() answers them before parsing
         sub.add_parser(name, help=f"{what} (not built yet)")
     return p
@@ -934,7 +1113,7 @@ def with_subcommand(argv: list[str]) -> list[str]:
     for i, word in enumerate(argv):
         takes_value = i > 0 and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and argv[i - 1] not in (
             "--headless", "--log-grad-norms", "--fail-on-non-finite", "--help-config", "--overwrite", "--tf32",
-            "--skip-memory-check")
+            "--skip-memory-check", "--private", "--dry-run", "--f16")
         if (word in SUBCOMMANDS or word in NOT_BUILT_YET) and not takes_value:
             return [word, *argv[:i], *argv[i + 1:]]
     return ["train", *argv]
@@ -946,11 +1125,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: train.py {argv[0]}: {NOT_BUILT_YET[argv[0]]} is not built yet", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (ConfigError, DataError, CheckpointError) as e:  # bad input: a config, data, checkpoint or flag
         _stderr_print(f"error: {e}")
         return 2
+    except distributed.DistributedError as e:  # (a single process: its message was not printed yet)
+        _stderr_print(f"error: {e}")
+        return 1
     except (TrainingError, CheckpointWriteError) as e:
         _stderr_print(f"error: {e}")
         return 1
@@ -958,10 +1141,13 @@ def main(argv: list[str] | None = None) -> int:
         _stderr_print(f"error: {e.filename or 'writing'}: {e.strerror or e}")
         return 1
     except Interrupted as e:
+        if not e.root:  # rank 0 speaks for a data-parallel job
+            return e.status
         again = argv + ([] if "--resume" in argv else ["--resume", "auto"])
         where = f"checkpoint {e.path}" if e.path else "no checkpoint could be written"
-        _stderr_print(f"{e.signal_name}: stopped at step {e.step}; {where}. Continue with:\n  python train.py "
-                      + " ".join(shlex.quote(a) for a in again))
+        launcher = f"mpirun -n {e.world} " if e.world > 1 else ""
+        command = f"{launcher}python train.py " + " ".join(shlex.quote(a) for a in again)
+        _stderr_print(f"{e.signal_name}: stopped at step {e.step}; {where}. Continue with:\n  {command}")
         return e.status
     except KeyboardInterrupt:  # Ctrl-C before training started (nothing to save yet)
         _stderr_print("interrupted before training started")

@@ -3,6 +3,7 @@
     import nn
     model = nn.build_model({"hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 512})
     logits = model(ids)                # (batch, seq, vocab)
+    model = nn.from_pretrained("hf/me/my-model")   # a packed folder, or a transformers LlamaForCausalLM folder
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .layers import Embedding, Linear, RMSNorm
 from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel
 from .memory import available_memory, parameter_count, training_memory
 from .module import Module, ModuleList, Parameter, StateDictError
+from .pretrained import ARCHITECTURES, PretrainedError, family_of, from_pretrained, read_pretrained, save_pretrained
 
 
 def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = None, seed: int = 0,
@@ -31,4 +33,5 @@ __all__ = [
     "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
     "KVCache", "generate", "generate_text", "sample_next",
     "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+    "ARCHITECTURES", "PretrainedError", "family_of", "from_pretrained", "read_pretrained", "save_pretrained",
 ]

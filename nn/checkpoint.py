@@ -9,11 +9,11 @@ from minigrad.backend import Backend
 from minigrad.io import Checkpoint, CheckpointError, check_run_meta, load_checkpoint, non_finite
 
 from .config import ConfigError, model_config
-from .llama import CausalLM
-from .module import StateDictError
+from .module import Module, StateDictError
+from .pretrained import architecture_for  # the architecture table builds each family's model
 
 
-def model_from_checkpoint(path: str, backend: str | Backend | None = None) -> tuple[CausalLM, Checkpoint]:
+def model_from_checkpoint(path: str, backend: str | Backend | None = None) -> tuple[Module, Checkpoint]:
     """(model, checkpoint) for checkpoint directory ``path``. Every problem (missing files, a malformed
     meta.json, non-finite weights, weights that do not fit the config) is a CheckpointError naming it."""
     ckpt = load_checkpoint(path)
@@ -26,7 +26,7 @@ def model_from_checkpoint(path: str, backend: str | Backend | None = None) -> tu
         cfg = model_config(ckpt.meta["config"]["model"], os.path.join(ckpt.path, "meta.json"))
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
-    model = CausalLM(cfg, backend=backend)
+    model = architecture_for(cfg, ckpt.path).build(cfg, backend=backend)
     try:
         model.load_state_dict(ckpt.model)
     except StateDictError as e:

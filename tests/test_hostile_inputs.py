@@ -391,9 +391,126 @@ PREPARE_CASES = {
     "text_dir_without_text": lambda ctx: (["prepare-data", "--text", str(ctx.tmp)], "no .txt or .jsonl files"),
 }
 
+# ---- pack, export, push and --init-from --------------------------------------------------------
+
+
+def pack_argv(run, *extra, command="pack"):
+    tail = ["--output", "OUT"] if command == "pack" else []
+    return [command, "--out", run, "--checkpoint", "final", *tail, *extra]
+
+
+def packing(command="pack", *extra, edit=None, needle="", fresh=False):
+    """A pack/export command on a copy of the finished run (damaged by ``edit(final_dir)`` if given)."""
+    def case(ctx):
+        run = copy_run(ctx) if (edit or fresh) else ctx.run
+        found = edit(os.path.join(run, "final")) if edit else needle
+        argv = [str(ctx.tmp / "hf") if a == "OUT" else a for a in pack_argv(run, *extra, command=command)]
+        return argv, found or needle
+    return case
+
+
+def mamba_meta(ckpt):
+    return edit_meta(lambda m: (m["config"]["model"].update(mamba_layers=[0, 1]), "")[1])(ckpt)
+
+
+def no_run_tokenizer(ckpt):
+    os.remove(os.path.join(os.path.dirname(ckpt), "tokenizer.json"))
+    return "no tokenizer.json with this run; pass --tokenizer FILE"
+
+
+def unwritable_gguf(ctx, monkeypatch):
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p) == str(ctx.tmp) else real(p, mode, **k))
+    return pack_argv(ctx.run, "--gguf", str(ctx.tmp / "m.gguf"), command="export"), "is not writable"
+
+
+def model_folder(ctx, config=None, weights=None, extra=None):
+    """A transformers-style folder for --init-from: a config.json for MODEL (or ``config``), and weights."""
+    import nn
+
+    d = ctx.tmp / "folder"
+    d.mkdir()
+    body = config if config is not None else json.dumps(nn.arch_llama.config_to_hf(nn.model_config(MODEL), 0, 0))
+    (d / "config.json").write_text(body)
+    if weights is not None:
+        (d / "model.safetensors").write_bytes(weights)
+    for name, data in (extra or {}).items():
+        (d / name).write_bytes(data)
+    return str(d)
+
+
+def init_from(make, needle, *extra):
+    def case(ctx):
+        folder = make(ctx)
+        return train_argv(ctx, "--init-from", folder, *extra), needle if "{" not in needle else needle.format(
+            folder=folder)
+    return case
+
+
+def run_weights(ctx, edit=None) -> bytes:
+    """The finished run's weights as safetensors bytes (changed by ``edit`` if given)."""
+    from safetensors.numpy import save
+
+    w = load_file(os.path.join(ctx.run, "final", "model.safetensors"))
+    return save(edit(w) if edit else w)
+
+
+def wrong_shapes(ctx):
+    return model_folder(ctx, weights=run_weights(ctx, lambda w: {**w, "model.norm.weight": np.ones(5, np.float32)}))
+
+
+PACK_CASES = {
+    "pack_no_run_dir": lambda ctx: (["pack", "--out", str(ctx.tmp / "nope")], "nope: no such run directory"),
+    "pack_empty_run_dir": lambda ctx: (["pack", "--out", str(ctx.tmp)], "no complete checkpoint here"),
+    "pack_step_missing": lambda ctx: (["pack", "--out", ctx.run, "--checkpoint", "99"],
+                                      "step-00000099: no such checkpoint"),
+    "pack_checkpoint_not_a_word": lambda ctx: (["pack", "--out", ctx.run, "--checkpoint", "newest"],
+                                               "newest: no such checkpoint"),
+    "pack_output_is_a_file": lambda ctx: (pack_argv(ctx.run)[:-2] + ["--output", ctx.cfg],
+                                          "--output must be a directory, but a file is there"),
+    "pack_bad_name": packing("pack", "--name", "my..model", needle="--name 'my..model': a Hub name"),
+    "pack_bad_username": packing("pack", "--username", "me/you", needle="--username 'me/you': a Hub name"),
+    "pack_no_tokenizer": packing("pack", edit=no_run_tokenizer),
+    "pack_nan_weights": packing("pack", edit=nan_weights),
+    "pack_meta_not_json": packing("pack", edit=meta_text("{ broken")),
+    "pack_non_llama": packing("pack", edit=mamba_meta, needle="is a Mamba1 (MambaForCausalLM) model, which has no "
+                              "converter on this branch yet"),
+    "export_non_llama": packing("export", "--gguf", "m.gguf", edit=mamba_meta,
+                                needle="GGUF export supports Llama-architecture models; this is a Mamba1"),
+    "export_gguf_dir_missing": lambda ctx: (pack_argv(ctx.run, "--gguf", str(ctx.tmp / "no" / "m.gguf"),
+                                                      command="export"), "no does not exist"),
+    "export_gguf_is_a_dir": lambda ctx: (pack_argv(ctx.run, "--gguf", str(ctx.tmp), command="export"),
+                                         "is a directory; name the .gguf file"),
+    "export_gguf_unwritable": unwritable_gguf,
+    "export_step_missing": lambda ctx: (["export", "--out", ctx.run, "--checkpoint", "7", "--gguf",
+                                         str(ctx.tmp / "m.gguf")], "step-00000007: no such checkpoint"),
+    "push_missing_folder": lambda ctx: (["push", "--model", str(ctx.tmp / "hf" / "me" / "m")],
+                                        "no such packed model folder (--model)"),
+    "push_not_packed": lambda ctx: (["push", "--model", ctx.run, "--dry-run"], "not a packed model folder"),
+    "init_from_missing": init_from(lambda ctx: str(ctx.tmp / "nope"), "nope: no such model folder"),
+    "init_from_no_config": init_from(lambda ctx: str(ctx.tmp), "holds no config.json"),
+    "init_from_config_not_json": init_from(lambda ctx: model_folder(ctx, config="{"), "config.json: not readable"),
+    "init_from_other_architecture": init_from(
+        lambda ctx: model_folder(ctx, config=json.dumps({"architectures": ["GPT2LMHeadModel"]})),
+        "'GPT2LMHeadModel' is not one minigrad can load"),
+    "init_from_config_key_missing": init_from(
+        lambda ctx: model_folder(ctx, config=json.dumps({"architectures": ["LlamaForCausalLM"]})),
+        "config.json: key 'hidden_size' is missing"),
+    "init_from_pickle_weights": init_from(lambda ctx: model_folder(ctx, extra={"pytorch_model.bin": b"x"}),
+                                          "pickle-based weights (.bin/.pt), which minigrad never loads"),
+    "init_from_no_weights": init_from(lambda ctx: model_folder(ctx), "holds no model.safetensors"),
+    "init_from_corrupt_weights": init_from(lambda ctx: model_folder(ctx, weights=b"\x05\x00garbage"),
+                                           "model.safetensors: not a readable safetensors file"),
+    "init_from_wrong_shapes": init_from(wrong_shapes, "do not fit its config.json"),
+    "init_from_disagreeing_model": init_from(lambda ctx: model_folder(ctx, weights=run_weights(ctx)),
+                                             "disagrees with --init-from",
+                                             "--set", "model.num_layers=3"),
+}
+
 CASES = {f"{group}/{name}": case for group, cases in (
     ("config", CONFIG_CASES), ("cli", CLI_CASES), ("data", DATA_CASES), ("checkpoint", CHECKPOINT_CASES),
-    ("sample", SAMPLE_CASES), ("prepare", PREPARE_CASES)) for name, case in cases.items()}
+    ("sample", SAMPLE_CASES), ("prepare", PREPARE_CASES), ("pack", PACK_CASES)) for name, case in cases.items()}
+NEEDS_MONKEYPATCH = {unreadable_data, unwritable_gguf}
 
 
 def test_the_corpus_is_big_enough():
@@ -403,7 +520,7 @@ def test_the_corpus_is_big_enough():
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_input_exits_2_naming_the_culprit(name, ctx, capsys, monkeypatch):
     case = CASES[name]
-    argv, needle = case(ctx, monkeypatch) if case is unreadable_data else case(ctx)
+    argv, needle = case(ctx, monkeypatch) if case in NEEDS_MONKEYPATCH else case(ctx)
     code = train.main(argv)  # an exception escaping here is the traceback a user would see
     err = capsys.readouterr().err
     assert code == 2, f"exit {code}; stderr:\n{err}"
@@ -424,7 +541,7 @@ def test_bad_bytes_can_be_replaced_on_request(ctx):
 
 
 @pytest.mark.parametrize("name", ["config/not_utf8", "data/dev_zero", "checkpoint/resume_meta_no_train_state",
-                                  "sample/top_p_five"])
+                                  "sample/top_p_five", "pack/export_non_llama", "pack/init_from_pickle_weights"])
 def test_the_command_line_itself_prints_one_line_and_no_traceback(name, ctx):
     argv, needle = CASES[name](ctx)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *argv], capture_output=True, text=True,

@@ -56,6 +56,20 @@ def load_tokenizer(path: str):
         raise DataError(f"{path}: cannot read tokenizer: {e}") from None
 
 
+def transformers_tokenizer_files(tok, max_len: int) -> dict[str, dict]:
+    """tokenizer_config.json and special_tokens_map.json that let transformers' ``AutoTokenizer`` load our
+    tokenizer.json as it is (a ``PreTrainedTokenizerFast``, the tokenizers-backed class). ``<|endoftext|>``
+    is bos, eos and unk, as in GPT-2's byte-level BPE; encoding adds no special tokens, as ours does not."""
+    special = {k: EOT for k in ("bos_token", "eos_token", "unk_token")} if tok.token_to_id(EOT) is not None else {}
+    added = {str(i): {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized, "rstrip": t.rstrip,
+                      "single_word": t.single_word, "special": t.special}
+             for i, t in sorted(tok.get_added_tokens_decoder().items())}
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **special, "added_tokens_decoder": added,
+              "model_max_length": max_len, "clean_up_tokenization_spaces": False, "add_bos_token": False,
+              "add_eos_token": False}
+    return {"tokenizer_config.json": config, "special_tokens_map.json": special}
+
+
 def encode_documents(tok, texts: list[str]) -> np.ndarray:
     """All documents' ids, each followed by EOT, as one uint32 array."""
     eot = tok.token_to_id(EOT)

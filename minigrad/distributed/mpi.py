@@ -34,6 +34,8 @@ class MPICommunicator(Communicator):
                                    "pip install 'minigrad[dist]'") from e
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD
+        # a failed peer surfaces as an exception here (turned into our message) rather than an abort inside MPI
+        self.comm.Set_errhandler(MPI.ERRORS_RETURN)
         self.rank, self.size, self.timeout = self.comm.Get_rank(), self.comm.Get_size(), timeout
         # Gradient buckets are reduced on one background thread (in the order they were started, as MPI needs)
         # while backward goes on in the main one; that needs an MPI built for MPI_THREAD_MULTIPLE.
@@ -43,12 +45,19 @@ class MPICommunicator(Communicator):
     def _wait(self, request: Any, what: str) -> None:
         deadline = time.monotonic() + self.timeout
         pause = 1e-5
-        while not request.Test():
+        while not self._test(request, what):
             if time.monotonic() > deadline:
                 raise DistributedError(f"rank {self.rank}: no answer from the other ranks for {self.timeout:.0f} s "
                                        f"while waiting for {what} (did a rank die?)")
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
+
+    def _test(self, request: Any, what: str) -> bool:
+        try:
+            return request.Test()
+        except self.MPI.Exception as e:
+            raise DistributedError(f"rank {self.rank}: {what} failed: {e.Get_error_string()} (did a rank die?)") \
+                from None
 
     def allreduce_(self, buf: Any) -> Any:
         self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM), "a gradient all-reduce")

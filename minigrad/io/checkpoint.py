@@ -89,11 +89,11 @@ def save_checkpoint(run_dir: str, name: str, model: dict[str, np.ndarray], optim
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointWriteError(f"{e.filename or tmp}: could not write checkpoint {name!r} ({e.strerror}); "
                                    f"the earlier checkpoints in {run_dir} are intact") from None
-    _replace(run_dir, name, tmp)
+    replace_dir(run_dir, name, tmp)
     return final
 
 
-def _replace(run_dir: str, name: str, tmp: str) -> None:
+def replace_dir(run_dir: str, name: str, tmp: str) -> None:
     """Put the complete ``tmp`` in place of ``run_dir/name``. rename() cannot replace a non-empty
     directory, so an existing one is first moved to ``.old-NAME-PID``; a crash between the two renames
     leaves that old copy, which :func:`recover` puts back (it is never swept as debris)."""
