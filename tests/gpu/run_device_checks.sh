@@ -29,7 +29,7 @@ stamp() { echo "$(( $(date +%s) - start ))s"; }
   echo "# preflight $(date -u)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -3
   [ -n "$wheels" ] && "$py" -m pip install -q --no-index --find-links "$wheels" -r /dev/stdin <<< \
-    "$(printf '%s\n' pyyaml safetensors tqdm tokenizers hypothesis ml_dtypes)" 2>&1 | tail -3
+    "$(printf '%s\n' pytest pyyaml safetensors tqdm tokenizers hypothesis ml_dtypes)" 2>&1 | tail -3
   timeout 30 "$py" - <<'PY'
 import importlib
 for name in ("numpy", "cupy", "numba", "torch", "transformers", "ml_dtypes", "safetensors", "tokenizers", "yaml",
