@@ -40,7 +40,7 @@ import numpy as np
 import nn
 from minigrad import distributed, optim
 from minigrad.config import ConfigError, Key, Problems, describe, merge_sources, parse_set, read_yaml
-from minigrad.data import BatchStream, DataError, WindowSampler, eval_batches, unigram_entropy
+from minigrad.data import BatchStream, DataError, HostToDevice, WindowSampler, eval_batches, unigram_entropy
 from minigrad.data.dataset import Datasets, describe_files, ensure_default_data, open_datasets
 from minigrad.data.tokenizer import load_tokenizer
 from minigrad.io import (
@@ -74,7 +74,11 @@ TRAINER_KEYS: dict[str, Key] = {
                    choices=("numpy", "numba", "cupy")),
     "target_device": Key("str", None, "Oxidizr's spelling of the backend: cpu = numba, gpu = cupy", nullable=True,
                          choices=("cpu", "gpu")),
-    "dtype": Key("str", "f32", "parameter and activation precision", choices=("f32", "f16", "bf16")),
+    "dtype": Key("str", "f32", "compute precision: f32, or f16 / bf16 with float32 master weights (f16 with "
+                 "dynamic loss scaling; bf16 on a GPU only)", choices=("f32", "f16", "bf16")),
+    "tf32": Key("bool", False, "cupy backend: float32 matmuls on TF32 tensor cores (faster, ~1e-3 relative)"),
+    "loss_scale_growth_interval": Key("int", 2000, "f16: good steps in a row before the loss scale doubles",
+                                      minimum=1),
     "seed": Key("int", 0, "seeds initialisation, data order and sampling", minimum=0),
     "data": Key("str", None, "a .bin token file or a directory; null = the embedded corpus", nullable=True),
     "val_data": Key("str", None, "validation tokens; null = val.bin beside the data, or a held-out tail",
@@ -233,9 +237,12 @@ def _check_trainer(cfg: Config, backend_given: bool, problems: Problems, check_s
         problems.warn(f"{lab('trainer.load_balance_alpha')} does nothing with model.moe_balance = 'none'")
     if t["group_size"] is not None or t["beta_kl"] is not None:
         problems.warn("trainer.group_size / trainer.beta_kl configure GRPO, which minigrad does not do: ignored")
-    if check_supported and t["dtype"] != "f32":
-        problems.error(f"{lab('trainer.dtype')} = {t['dtype']!r} is not yet supported: minigrad trains in f32 "
-                       "for now")
+    if check_supported and t["dtype"] == "bf16" and t["backend"] != "cupy":
+        problems.error(f"{lab('trainer.dtype')} = 'bf16' needs the GPU (trainer.backend = cupy): NumPy has no "
+                       "bfloat16 arithmetic (ml_dtypes' computes matmuls in float32); use f16 or f32 on the CPU")
+    if t["tf32"] and t["backend"] != "cupy":
+        problems.warn(f"{lab('trainer.tf32')} only changes the cupy backend's float32 matmuls: it does nothing on "
+                      f"{t['backend']!r}")
 
 
 def check_vocab(cfg: Config, max_token: int, data_path: str) -> None:
@@ -291,6 +298,7 @@ class Run:
     stop_reason: str
     comm: distributed.Communicator = field(default_factory=distributed.Communicator)
     sync: distributed.GradientSync | None = None  # averages gradients over the processes (none for one)
+    amp: optim.MixedPrecision | None = None  # f16/bf16: float32 master weights and the loss scale
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     stream: BatchStream | None = None   # batches (and the data cursor), metrics.jsonl and the terminal:
     metrics: MetricsLog | None = None   # opened by start() once the run directory exists
@@ -306,6 +314,7 @@ class Run:
     val_step: int = -1
     non_finite: int = 0
     non_finite_streak: int = 0
+    overflows: int = 0                     # f16 steps skipped because the scaled gradients overflowed
     saved_step: int = -1                   # the step of the newest step-N checkpoint
     interrupted: int | None = None         # the stop signal that ended the loop
     window: tuple[float, int] = (0.0, 0)  # seconds and steps since the last log line
@@ -326,14 +335,9 @@ def pick_backend(name: str, log: Callable[[str], None]) -> str:
     """The backend asked for, except cupy without a usable GPU: then numba, with a warning."""
     if name != "cupy":
         return name
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            return "cupy"
-        reason = "CuPy finds no CUDA device"
-    except Exception as e:  # ImportError, or a CUDA runtime error when there is no driver
-        reason = f"CuPy is not usable ({type(e).__name__})"
+    reason = mg.backend.cuda_unavailable()
+    if reason is None:
+        return "cupy"
     log(f"warning: GPU requested but {reason}; falling back to the CPU (numba backend)")
     return "numba"
 
@@ -372,15 +376,34 @@ def open_data(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> tupl
     return data, entropy
 
 
-def build_optimizer(model: nn.Module, t: dict[str, Any]) -> optim.Optimizer:
+def build_optimizer(named_params: list, t: dict[str, Any]) -> optim.Optimizer:
+    """The optimizer over (name, parameter) pairs: the model's, or its float32 masters under mixed precision."""
     lr, wd, betas = t["learning_rate"], t["weight_decay"], tuple(t["betas"])
     if t["optimizer"] == "adamw":
-        return optim.AdamW(optim.decay_groups(model.named_parameters(), wd), lr=lr, betas=betas, weight_decay=wd)
+        return optim.AdamW(optim.decay_groups(named_params, wd), lr=lr, betas=betas, weight_decay=wd)
     if t["optimizer"] == "lion":
-        return optim.Lion(optim.decay_groups(model.named_parameters(), wd), lr=lr, betas=betas, weight_decay=wd)
+        return optim.Lion(optim.decay_groups(named_params, wd), lr=lr, betas=betas, weight_decay=wd)
     adamw_lr = t["adamw_lr"] if t["adamw_lr"] is not None else lr / 10
-    return optim.MuonWithAdamW(model.named_parameters(), lr=lr, weight_decay=wd, adamw_lr=adamw_lr,
+    return optim.MuonWithAdamW(named_params, lr=lr, weight_decay=wd, adamw_lr=adamw_lr,
                                adamw_betas=betas, adamw_weight_decay=wd)
+
+
+def precision(cfg: Config, model: nn.Module, backend: str, log: Callable[[str], None]):
+    """TF32 on the GPU if asked for; for f16/bf16, the model cast to it with float32 master weights (None for
+    f32). bf16 where this machine cannot run it is a ConfigError."""
+    t = cfg.trainer
+    if t["tf32"] and backend == "cupy":
+        mg.backend.set_tf32(True)
+    if t["dtype"] == "f32":
+        return None
+    if t["dtype"] == "bf16":
+        problem = optim.amp.bf16_problem(mg.get_backend(backend))
+        if problem:
+            raise ConfigError(f"{cfg.source}: {cfg.label('trainer.dtype')} = 'bf16': {problem}")
+    scaler = optim.LossScaler(growth_interval=t["loss_scale_growth_interval"], enabled=t["dtype"] == "f16")
+    log(f"mixed precision: {optim.amp.LOW_PRECISION[t['dtype']]} compute, float32 master weights"
+        + (f", loss scale {scaler.scale:g}" if scaler.enabled else ""))
+    return optim.MixedPrecision(model, optim.amp.LOW_PRECISION[t["dtype"]], scaler)
 
 
 def count_steps(cfg: Config, steps_per_epoch: int, log: Callable[[str], None]) -> tuple[int, str]:
@@ -408,13 +431,17 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None], comm: distr
     data, entropy = open_data(cfg, opts, log)
     model = nn.build_model(cfg.model_args(), backend=backend, seed=t["seed"], where=cfg.source)
     model.train()
+    amp = precision(cfg, model, backend, log)
     sampler = WindowSampler(data.train, cfg.seq_len, t["batch_size"], seed=t["seed"], shard=(comm.rank, comm.size))
     per_step = t["batch_size"] * t["gradient_accumulation"] * comm.size  # windows an optimizer step takes
     steps_per_epoch = max(1, sampler.windows_per_epoch // per_step)
     total_steps, stop_reason = count_steps(cfg, steps_per_epoch, log)
-    run = Run(cfg, log, backend, data, entropy, model, build_optimizer(model, t), sampler,
+    optimizer = build_optimizer(amp.named_masters() if amp else list(model.named_parameters()), t)
+    if amp:
+        amp.attach(optimizer)
+    run = Run(cfg, log, backend, data, entropy, model, optimizer, sampler,
               eval_batches(data.val, cfg.seq_len, t["batch_size"], t["eval_batches"]), total_steps, stop_reason,
-              comm=comm)
+              comm=comm, amp=amp)
     world = f" x {comm.size} processes ({comm.name})" if comm.size > 1 else ""
     log(f"model: {model.num_parameters():,} parameters ({cfg.model.get('name') or cfg.source}); backend {backend}; "
         f"{total_steps} steps of {t['batch_size']} x {t['gradient_accumulation']}{world} x {cfg.seq_len} = "
@@ -444,6 +471,8 @@ def setup(cfg: Config, opts: RunOptions, log: Callable[[str], None], comm: distr
 def init_from_folder(run: Run, folder: str, state: dict[str, np.ndarray]) -> None:
     """The weights of a packed or transformers model folder (read and checked by cmd_train)."""
     nn.pretrained.load_weights(run.model, state, folder)
+    if run.amp is not None:  # f16/bf16: the folder's weights are the float32 masters, the model their rounding
+        run.amp.load_state_dict(state)
     theirs = os.path.join(folder, "tokenizer.json")
     mine = run.data.tokenizer_path
     if mine and os.path.isfile(theirs) and not same_file_contents(mine, theirs):
@@ -478,6 +507,9 @@ def resume(run: Run, path: str) -> None:
         run.log(f"warning: {path} was trained on other data than {run.data.train_path}; continuing on this data")
     try:
         run.model.load_state_dict(ckpt.model)
+        if run.amp is not None:  # the checkpoint's float32 weights are the masters (of any dtype's run)
+            run.amp.load_state_dict(ckpt.model)
+            run.amp.scaler.load_state_dict(ckpt.meta.get("amp") or {"enabled": False})
         run.optimizer.load_state(ckpt.optimizer, ckpt.meta["optimizer"])
         run.sampler.load_state_dict(ckpt.meta["data_cursor"])
         set_rng_states(ckpt.meta["rng"])
@@ -498,7 +530,8 @@ def start(run: Run, opts: RunOptions) -> None:
         shutil.copyfile(run.data.tokenizer_path, os.path.join(t["checkpoint_dir"], "tokenizer.json"))
     run.metrics = (MetricsLog(os.path.join(t["checkpoint_dir"], "metrics.jsonl"),
                               resume_step=run.step if run.resumed else None) if root else NullLog())
-    run.stream = BatchStream(run.sampler, t["prefetch"])
+    backend = mg.get_backend(run.backend)  # off the CPU, batches reach the device on the prefetch thread
+    run.stream = BatchStream(run.sampler, t["prefetch"], HostToDevice(backend) if backend.device != "cpu" else None)
     run.reporter = Reporter(run.total_steps, run.step, opts.headless, silent=not root)
 
 
@@ -506,14 +539,16 @@ def save(run: Run, name: str) -> str | None:
     """Checkpoint ``name`` of the run directory: weights, optimizer state and everything resume() reads.
     Weights that are not finite are never saved (they would replace a good best/ or final/). Only rank 0
     writes (every process holds the same weights)."""
-    weights = run.model.state_dict()
+    weights = run.amp.state_dict() if run.amp is not None else run.model.state_dict()  # float32 either way
     if run.comm.size > 1:
         check_identical(run.comm, weights, name)
-    if not run.comm.is_root:
-        return None
-    bad = non_finite(weights)
+    bad = non_finite(weights)  # (the same on every process: they hold the same weights)
     if bad:
         run.reporter.info(f"step {run.step}: not saving {name}/: the weights are not finite ({', '.join(bad[:3])})")
+        return None
+    if name.startswith("step-"):
+        run.saved_step = run.step  # on every process, so all agree whether an interrupted step needs a save
+    if not run.comm.is_root:
         return None
     meta = {"step": run.step, "run_id": run.run_id, "config": run.cfg.to_dict(), "config_source": run.cfg.source,
             "optimizer": run.optimizer.state_meta(), "data_cursor": run.stream.state_dict(), "rng": rng_states(),
@@ -521,10 +556,9 @@ def save(run: Run, name: str) -> str | None:
                             "bad_evals": run.bad_evals, "elapsed": run.elapsed},
             "metrics": run.last, "backend": run.backend, "tokens_seen": run.step * run.tokens_per_step,
             "data_fingerprint": run.data.fingerprint(), "init_from": run.init_from,
+            "amp": run.amp.scaler.state_dict() if run.amp is not None else None,
             "tokenizer": "../tokenizer.json" if run.data.tokenizer_path else None}
     path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, weights, run.optimizer.state_arrays(), meta)
-    if name.startswith("step-"):
-        run.saved_step = run.step
     run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
     return path
 
@@ -544,11 +578,13 @@ def check_identical(comm: distributed.Communicator, weights: dict, name: str) ->
 # ---- pieces of a training step -------------------------------------------------------------
 
 def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[np.ndarray, np.ndarray]],
-                         backend: str, sync: distributed.GradientSync | None = None, aux_weight: float = 0.0) -> float:
+                         backend: str, sync: distributed.GradientSync | None = None,
+                         amp: optim.MixedPrecision | None = None, aux_weight: float = 0.0) -> float:
     """Forward and backward over ``k`` micro-batches, each loss scaled by 1/k, so the summed
     gradients equal those of one batch k times larger. An MoE model's load-balancing loss is added,
     ``aux_weight`` times. Returns the mean cross-entropy (without the aux loss, so it stays comparable).
-    With ``sync`` (a data-parallel job), the last backward also averages the gradients over the processes."""
+    With ``sync`` (a data-parallel job), the last backward also averages the gradients over the processes.
+    With ``amp`` (f16/bf16) each backward is of the loss times the loss scale."""
     k = len(micro_batches)
     total = 0.0
     for i, (x, y) in enumerate(micro_batches):
@@ -558,7 +594,8 @@ def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[np.ndarray,
         objective = loss if aux is None else loss + aux * aux_weight
         if sync is not None and i == k - 1:
             sync.arm()  # buckets are all-reduced as their gradients become final in this backward
-        (objective if k == 1 else objective * (1.0 / k)).backward()
+        part = objective if k == 1 else objective * (1.0 / k)
+        amp.backward(part) if amp is not None else part.backward()
         total += loss.item()
     if sync is not None:
         sync.finish()
@@ -581,14 +618,44 @@ def evaluate(model: nn.Module, batches: list[tuple[np.ndarray, np.ndarray]], bac
     return float(total[0] / total[1])
 
 
-def grad_norms_by_layer(model: nn.Module) -> dict[str, float]:
-    """L2 norm of the gradients of each block (model.layers.N) and of each other parameter."""
+def clip_and_step(run: Run, loss: float, max_norm: float) -> tuple[float, bool, bool]:
+    """Clip the global gradient norm and step, unless the loss or the gradient is NaN/Inf (that step is skipped,
+    not applied). Returns (the true gradient norm, whether the step was taken, whether it was an f16 overflow:
+    finite loss, non-finite scaled gradients, a loss scale that can still shrink)."""
+    amp = run.amp
+    if amp is None:
+        grad_norm = optim.clip_grad_norm_(run.model.parameters(), max_norm)
+        finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        if finite:
+            run.optimizer.step()
+        run.optimizer.zero_grad()
+        return grad_norm, finite, False
+    grad_norm = amp.unscale_and_clip(max_norm)
+    finite = math.isfinite(loss) and math.isfinite(grad_norm)
+    overflow = not finite and math.isfinite(loss) and not amp.scaler.at_minimum
+    amp.step(finite)
+    amp.zero_grad()
+    return grad_norm, finite, overflow
+
+
+def note_overflow(run: Run) -> None:
+    """An f16 step whose scaled gradients overflowed: skipped and the scale halved (the loss scaler's job, so
+    it does not count towards trainer.max_non_finite_steps)."""
+    run.overflows += 1
+    rec = {"event": "overflow", "step": run.step, "loss_scale": run.amp.scaler.scale}
+    run.metrics.write(rec)
+    run.reporter.event(rec)
+
+
+def grad_norms_by_layer(model: nn.Module, amp: optim.MixedPrecision | None = None) -> dict[str, float]:
+    """L2 norm of the gradients of each block (model.layers.N) and of each other parameter (unscaled)."""
     groups: dict[str, list] = {}
     for name, p in model.named_parameters():
         parts = name.split(".")
         group = ".".join(parts[:3]) if parts[:2] == ["model", "layers"] else name.removesuffix(".weight")
         groups.setdefault(group, []).append(p)
-    return {k: optim.grad_norm(ps) for k, ps in groups.items() if any(p.grad is not None for p in ps)}
+    scale = amp.scaler.scale if amp is not None else 1.0
+    return {k: optim.grad_norm(ps) / scale for k, ps in groups.items() if any(p.grad is not None for p in ps)}
 
 
 def skip_non_finite(run: Run, loss: float, grad_norm: float) -> None:
@@ -727,23 +794,22 @@ def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
         lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
                           min_lr_ratio, t["decay_fraction"])
         batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
-        loss = run.comm.mean(accumulate_gradients(model, batches, run.backend, run.sync,  # forward + backward
+        loss = run.comm.mean(accumulate_gradients(model, batches, run.backend, run.sync, run.amp,  # fwd + bwd
                                                   t["load_balance_alpha"]))
         if after_backward is not None:
             after_backward(model, run.step)
         log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
-        layer_norms = grad_norms_by_layer(model) if log_now and t["log_grad_norms"] else None
-        grad_norm = optim.clip_grad_norm_(model.parameters(), t["grad_clip"] or math.inf)
-        finite = math.isfinite(loss) and math.isfinite(grad_norm)
-        if finite:  # a NaN/Inf step is skipped, not applied
-            optimizer.step()
+        layer_norms = grad_norms_by_layer(model, run.amp) if log_now and t["log_grad_norms"] else None
+        grad_norm, finite, overflow = clip_and_step(run, loss, t["grad_clip"] or math.inf)
+        if finite:
             model.after_step(run.comm.allreduce_)  # MoE: DeepSeek-V3's bias balancing (moe_balance: bias_update)
-        optimizer.zero_grad()
         run.step += 1
         dt = time.perf_counter() - t0
         run.elapsed, run.window = run.elapsed + dt, (run.window[0] + dt, run.window[1] + 1)
         if finite:
             run.non_finite_streak = 0
+        elif overflow:
+            note_overflow(run)
         else:
             skip_non_finite(run, loss, grad_norm)
         run.reporter.step(1, loss, run.tokens_per_s, lr, run.progress)
@@ -771,6 +837,8 @@ def finish(run: Run) -> dict:
                "val_loss": run.val_loss, "best_val_loss": run.best_val, "unigram_entropy": run.entropy,
                "tokens_per_s": run.step * run.tokens_per_step / max(run.elapsed, 1e-9),
                "elapsed": round(run.elapsed, 3), "non_finite_steps": run.non_finite, "checkpoint": final_path}
+    if run.amp is not None:
+        summary.update(overflow_steps=run.overflows, loss_scale=run.amp.scaler.scale)
     run.metrics.write(summary)
     run.metrics.close()
     run.reporter.event(summary)
@@ -800,7 +868,7 @@ FLAG_KEYS = {"data": "trainer.data", "val_data": "trainer.val_data", "target_dev
              "grad_accum": "trainer.gradient_accumulation", "max_steps": "trainer.max_steps",
              "epochs": "trainer.num_epochs", "lr": "trainer.learning_rate", "seed": "trainer.seed",
              "prefetch": "trainer.prefetch", "dtype": "trainer.dtype", "max_checkpoints": "trainer.max_checkpoints",
-             "out": "trainer.checkpoint_dir", "log_grad_norms": "trainer.log_grad_norms",
+             "out": "trainer.checkpoint_dir", "log_grad_norms": "trainer.log_grad_norms", "tf32": "trainer.tf32",
              "fail_on_non_finite": "trainer.fail_on_non_finite", "sync_backend": "trainer.sync_backend"}
 
 
@@ -1003,7 +1071,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init-from", metavar="FOLDER", help="start from the weights of a packed or transformers "
                     "(LlamaForCausalLM) folder; its model is used, and model keys the config sets must match it")
     tr.add_argument("--headless", action="store_true", help="JSON lines on stdout instead of a progress bar")
-    tr.add_argument("--dtype", choices=("f32", "f16", "bf16"))
+    tr.add_argument("--dtype", choices=("f32", "f16", "bf16"), help="f16/bf16: half-precision compute with float32 "
+                    "master weights (f16 with dynamic loss scaling; bf16 on a GPU only)")
+    tr.add_argument("--tf32", action="store_true", help="cupy backend: float32 matmuls on TF32 tensor cores")
     tr.add_argument("--max-checkpoints", type=int, metavar="N", help="step checkpoints kept (besides best, final)")
     tr.add_argument("--out", metavar="DIR", help="run directory (overrides trainer.checkpoint_dir)")
     tr.add_argument("--log-grad-norms", action="store_true", help="per-layer gradient norms into metrics.jsonl")
@@ -1059,7 +1129,7 @@ def with_subcommand(argv: list[str]) -> list[str]:
         return argv
     for i, word in enumerate(argv):
         takes_value = i > 0 and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and argv[i - 1] not in (
-            "--headless", "--log-grad-norms", "--fail-on-non-finite", "--help-config", "--overwrite",
+            "--headless", "--log-grad-norms", "--fail-on-non-finite", "--help-config", "--overwrite", "--tf32",
             "--skip-memory-check", "--private", "--dry-run", "--f16")
         if (word in SUBCOMMANDS or word in NOT_BUILT_YET) and not takes_value:
             return [word, *argv[:i], *argv[i + 1:]]

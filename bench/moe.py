@@ -164,7 +164,7 @@ def bench_mla(repeats: int, batch: int = 8, seq: int = 256) -> None:
     steps, counts = {}, {}
     for name, c in configs.items():
         model = nn.build_model(c, backend="numba")
-        opt = train.build_optimizer(model, trainer)
+        opt = train.build_optimizer(list(model.named_parameters()), trainer)
         rng = np.random.default_rng(0)
         x = rng.integers(0, c["vocab_size"], (batch, seq + 1))
 

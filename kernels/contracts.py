@@ -37,16 +37,18 @@ CONTRACTS: dict[str, str] = {
         "(g, gate, up (..., F), out=None) -> dgate, dup (..., F); "
         "with out=(dgate, dup) they are written into those arrays (views of one buffer) and returned",
     "attention_forward":
-        "(q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, Dv), scale, offset) -> out (B, T, H, Dv), "
-        "P (B, KV, G, T, S): causal softmax(q k^T * scale) v, query i sees keys 0..offset+i, P zero where masked; "
-        "Dv may differ from D (MLA)",
+        "(q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, Dv), scale, offset) -> out (B, T, H, Dv), saved: "
+        "causal softmax(q k^T * scale) v, query i sees keys 0..offset+i; Dv may differ from D (MLA); saved is what "
+        "attention_backward reads: the reference and the Numba twin save P (B, KV, G, T, S), zero where masked; a "
+        "fast kernel may save a state of its own instead (see SAVED_STATE below)",
     "attention_backward":
-        "(g (B, T, H, Dv), q, k, v, P from forward, scale, offset=0) -> dq (B, T, H, D), dk (B, S, KV, D), "
+        "(g (B, T, H, Dv), q, k, v, saved from forward, scale, offset=0) -> dq (B, T, H, D), dk (B, S, KV, D), "
         "dv (B, S, KV, Dv)",
     "softmax_cross_entropy":
         "(logits (N, C), targets (N,) int, ignore_index) -> loss_sum (0-d), n_valid (int), "
         "dlogits (N, C) = d loss_sum / d logits; ignored rows add 0 and get 0 gradient; "
-        "a target out of [-C, C) (not ignored) raises IndexError",
+        "a target out of [-C, C) (not ignored) raises IndexError; float16/bfloat16 logits are computed in "
+        "float32, loss_sum is float32 and dlogits has the logits' dtype",
     "index_add":
         "(out, key, src) -> out: out[key] += src in place, repeated indices adding up in key order "
         "(as xp.add.at); key is any NumPy index (an int array, a tuple of arrays and slices)",
@@ -74,6 +76,12 @@ CONTRACTS: dict[str, str] = {
     "ssd_backward":
         "(g (Bt, T, R, H, P), x, a, B, C, chunk, starts) -> dx (Bt, T, R, H, P), da (Bt, T, H), "
         "dB, dC (Bt, T, R, G, N)",
+    "adamw_step_multi":
+        "(params, grads, exp_avgs, exp_avg_sqs (lists), lr, beta1, beta2, eps, wd, step, grad_scale=1.0, "
+        "copies=None) -> None: adamw_step on every parameter of the lists (a fused kernel: one launch), each "
+        "gradient read as grad * grad_scale in the parameter's dtype; with copies (a list of arrays like the "
+        "params, of another float dtype), each new value is also written, rounded, into its copy. "
+        "AdamW uses it when a backend has its own twin (mixed precision: float32 masters, float16 model)",
     # Mixture-of-Experts routing. N tokens, E experts, k experts per token; slot n * k + j is token n's j-th
     # choice; M kept slots; int arrays are int64.
     "moe_topk":
@@ -94,5 +102,12 @@ CONTRACTS: dict[str, str] = {
     "moe_combine_backward":
         "(g (N, H), ys (M, H), slot_row, weights (N, k)) -> dys (M, H), dweights (N, k) (0 for dropped slots)",
 }
+
+SAVED_STATE = """A forward kernel's saved state (attention_forward's ``saved``) belongs to that kernel's backward.
+A fast forward may save something other than the reference's P: the CUDA one saves its output and
+each query row's log-sum-exp (a ``kernels.cuda.attention.FlashState``) and never stores the (T, S)
+matrix. So that the fallback stays right: a fast backward handed a saved state it does not know
+(the reference's P, because the fast forward declined the case) returns NotImplemented, and the
+reference backward reads P; a fast backward handed its own state never declines."""
 
 NAMES: frozenset[str] = frozenset(CONTRACTS)

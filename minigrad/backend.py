@@ -18,18 +18,23 @@ A backend is constructed with its kernel tables (minitorch's ``TensorBackend(Fas
 
 The wiring. This module is the only place in ``minigrad/`` that imports ``kernels`` (nothing
 in ``minigrad/`` imports ``nn`` or ``train``): ``_reference_table`` and ``_numba_table`` below
-import ``kernels.reference`` and ``kernels.cpu`` on a backend's first ``kernel()`` call, so
-``import minigrad`` loads neither and never imports Numba.
+import ``kernels.reference``, ``kernels.cpu`` and ``kernels.cuda`` on a backend's first ``kernel()``
+call, so ``import minigrad`` loads none of them and never imports Numba or CuPy.
 
 What ``import minigrad`` does to the process, all of it: it applies the process-wide settings
 of ``minigrad/_process.py`` (two environment defaults and glibc's malloc thresholds), and
 registers the "numpy" and "numba" backends here (plain objects; "cupy" is made on first
-``get_backend("cupy")``). Nothing else runs until you call it.
+``get_backend("cupy")``, which imports CuPy). Nothing else runs until you call it.
+
+Devices. ``get_backend`` also takes a device name, as ``Tensor.to`` and ``Module.to`` do:
+``"cuda"`` (or ``"gpu"``) is the "cupy" backend; ``"cpu"`` is the default backend when that one
+runs on the CPU, else "numpy".
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,6 +50,11 @@ def _reference_table() -> Table:
 
 def _numba_table() -> Table:
     from kernels.cpu import KERNELS  # imports Numba: only when the numba backend first needs a kernel
+    return KERNELS
+
+
+def _cuda_table() -> Table:
+    from kernels.cuda import KERNELS  # imports no CuPy itself: each kernel compiles on its first call
     return KERNELS
 
 
@@ -151,21 +161,55 @@ def _make_cupy() -> Backend:
     try:
         import cupy
     except ImportError as e:  # pragma: no cover - depends on the machine
-        raise RuntimeError("the 'cupy' backend needs CuPy: pip install 'minigrad[gpu]'") from e
-    return register_backend(Backend("cupy", cupy, "cuda", reference=_reference_table, to_numpy=cupy.asnumpy))
+        raise RuntimeError("the 'cupy' backend needs CuPy: pip install 'minigrad[gpu]' (CUDA 12) or "
+                           "'minigrad[gpu-cuda13]'") from e
+    return register_backend(Backend("cupy", cupy, "cuda", kernels=_cuda_table, reference=_reference_table,
+                                    to_numpy=cupy.asnumpy))
+
+
+DEVICES = {"cuda": "cupy", "gpu": "cupy"}  # device name -> backend ("cpu": see get_backend)
+
+
+def cuda_unavailable() -> str | None:
+    """Why the cupy backend cannot run here (no CuPy, no driver, no device), or None when it can."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return None
+        return "CuPy finds no CUDA device"
+    except Exception as e:  # ImportError, or a CUDA runtime error when there is no driver
+        return f"CuPy is not usable ({type(e).__name__})"
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let cuBLAS run the cupy backend's float32 matmuls on TF32 tensor cores (10-bit mantissa inputs,
+    float32 accumulation: several times faster, about 1e-3 relative error) or not (the default). Imports
+    CuPy; also sets CUPY_TF32 for CuPy versions without a runtime switch."""
+    os.environ["CUPY_TF32"] = "1" if enabled else "0"
+    import cupy
+    from cupy._core import _routines_linalg as linalg
+
+    linalg.set_compute_type(cupy.float32, linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT)
 
 
 def get_backend(name: str | Backend | None = None) -> Backend:
-    """Look a backend up by name (``"numpy"``, ``"numba"``, ``"cupy"``); None gives the default."""
+    """Look a backend up by name (``"numpy"``, ``"numba"``, ``"cupy"``) or device (``"cpu"``, ``"cuda"``);
+    None gives the default."""
     if isinstance(name, Backend):
         return name
     if name is None:
         name = _DEFAULT[0]
+    elif name == "cpu":
+        default = get_backend(None)
+        return default if default.device == "cpu" else get_backend("numpy")
+    name = DEVICES.get(name, name)
     b = _BACKENDS.get(name)
     if b is None:
         if name == "cupy":
             return _make_cupy()
-        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(set(_BACKENDS) | {'cupy'})}")
+        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(set(_BACKENDS) | {'cupy'})} "
+                         "or a device: 'cpu', 'cuda'")
     return b
 
 

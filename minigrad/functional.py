@@ -100,7 +100,7 @@ def astype(x: Tensor, dtype) -> Tensor:
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
         return x
-    if x.requires_grad and dtype.kind != "f":
+    if x.requires_grad and not (dtype.kind == "f" or dtype.name == "bfloat16"):
         return x.detach().astype(dtype)
     return ops.elementwise.Cast.apply(x, dtype=dtype)
 

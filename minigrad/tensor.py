@@ -13,7 +13,9 @@ from .backend import Backend, default_backend, get_backend
 
 
 def _is_float(dtype) -> bool:
-    return (dtype.kind if isinstance(dtype, np.dtype) else np.dtype(dtype).kind) == "f"
+    """A floating-point dtype: NumPy's, or ml_dtypes' bfloat16 (whose dtype.kind is "V", not "f")."""
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    return dt.kind == "f" or dt.name == "bfloat16"
 
 
 class Tensor:
@@ -93,7 +95,8 @@ class Tensor:
         return self.numpy().tolist()
 
     def to(self, backend: str | Backend) -> Tensor:
-        """The same values on another backend (a leaf copy keeps requires_grad)."""
+        """The same values on another backend or device (``"cuda"``, ``"cpu"``; see ``get_backend``).
+        A leaf copy keeps requires_grad; between devices the values go through host memory."""
         b = get_backend(backend)
         if b is self.backend:
             return self
@@ -102,6 +105,14 @@ class Tensor:
         else:
             arr = b.asarray(self.backend.to_numpy(self.data))
         return Tensor._from_array(arr, b, self.requires_grad)
+
+    def cuda(self) -> Tensor:
+        """This tensor on the GPU (the "cupy" backend)."""
+        return self.to("cuda")
+
+    def cpu(self) -> Tensor:
+        """This tensor on the CPU (the default backend if it is a CPU one, else "numpy")."""
+        return self if self.backend.device == "cpu" else self.to("cpu")
 
     def __bool__(self) -> bool:
         return bool(self.item())

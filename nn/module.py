@@ -121,17 +121,31 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, backend: str | Backend) -> Module:
-        """Move every parameter and buffer to ``backend`` (in place; returns self)."""
-        b = get_backend(backend)
+    def to(self, backend: str | Backend | None = None, dtype: Any = None) -> Module:
+        """Move every parameter and buffer to ``backend`` (a backend or device name: ``"cuda"``, ``"cpu"``)
+        and/or cast the floating-point ones to ``dtype``, in place; returns self. Gradients are dropped."""
+        b = get_backend(backend) if backend is not None else None
+        dt = np.dtype(dtype) if dtype is not None else None
+
+        def moved(t: Tensor) -> Tensor:
+            t = t.to(b) if b is not None else t
+            if dt is not None and (t.dtype.kind == "f" or t.dtype.name == "bfloat16") and t.dtype != dt:
+                t = Tensor._from_array(t.data.astype(dt), t.backend, t.requires_grad)
+            return t
         for p in self.parameters():
-            moved = p.to(b)
-            p.data, p.backend, p.grad = moved.data, b, None
+            m = moved(p)
+            p.data, p.backend, p.grad = m.data, m.backend, None
         for m in self.modules():
             for name, (buf, persistent) in list(m._buffers.items()):
                 if buf is not None:
-                    m.register_buffer(name, buf.to(b), persistent)
+                    m.register_buffer(name, moved(buf), persistent)
         return self
+
+    def cuda(self) -> Module:
+        return self.to("cuda")
+
+    def cpu(self) -> Module:
+        return self.to("cpu")
 
     # ---- state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:

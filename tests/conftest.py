@@ -1,3 +1,4 @@
+import functools
 import os
 import sys
 
@@ -14,8 +15,39 @@ import minigrad  # noqa: E402,F401
 import pytest  # noqa: E402
 import strict_backend  # noqa: E402,F401  (registers the "strict" backend)
 
+NO_GPU = "no GPU: cupy backend cases skipped"
 
-@pytest.fixture(params=["numpy", "strict"])
+
+@functools.cache
+def gpu_missing() -> str | None:
+    return minigrad.backend.cuda_unavailable()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA GPU (skipped, with the others, where there is none)")
+
+
+def _on_gpu(item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(isinstance(v, str) and v == "cupy" for v in params.values()) or bool(item.get_closest_marker("gpu"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """MINIGRAD_GPU_ONLY=1 (tests/gpu/run_device_checks.sh): keep only the cases that run on the GPU."""
+    if os.environ.get("MINIGRAD_GPU_ONLY") == "1":
+        keep = [i for i in items if _on_gpu(i)]
+        config.hook.pytest_deselected(items=[i for i in items if not _on_gpu(i)])
+        items[:] = keep
+
+
+def pytest_runtest_setup(item):
+    """Every case on the cupy backend (a parameter whose value is "cupy") and every test marked gpu skips here,
+    with one reason, when this machine has no usable GPU: one line in pytest -rs, whatever the count."""
+    if _on_gpu(item) and gpu_missing():
+        pytest.skip(NO_GPU)
+
+
+@pytest.fixture(params=["numpy", "strict", "cupy"])
 def backend(request):
-    """Run a test on NumPy and on the strict backend (arrays that refuse conversion to NumPy)."""
+    """Run a test on NumPy, on the strict backend (arrays that refuse conversion to NumPy) and on CuPy (GPU)."""
     return request.param

@@ -33,7 +33,7 @@ def train_steps(model_cfg: dict, batch: int, seq_len: int, steps: int) -> nn.Cau
     """The trainer's step: forward and backward (with the aux loss), clipping, AdamW, the MoE hook."""
     trainer = {k: spec.default for k, spec in train.TRAINER_KEYS.items()}
     model = nn.build_model(model_cfg, backend="numba")
-    optimizer = train.build_optimizer(model, trainer)
+    optimizer = train.build_optimizer(list(model.named_parameters()), trainer)
     rng = np.random.default_rng(0)
     for _ in range(steps):
         x = rng.integers(0, model_cfg["vocab_size"], (batch, seq_len + 1))

@@ -120,7 +120,7 @@ def test_wrong_types_and_ranges_in_model(tmp_path, line, key, expect):
     ("  batch_size: -1", "trainer.batch_size", "at least 1"),
     ("  grad_clip: -1.0", "trainer.grad_clip", "at least 0"),
     ("  dtype: f64", "trainer.dtype", "one of f32, f16, bf16"),
-    ("  dtype: bf16", "trainer.dtype", "not yet supported"),
+    ("  dtype: bf16", "trainer.dtype", "needs the GPU"),  # backend numba (the default) runs on the CPU
     ("  min_lr: 1.0", "trainer.min_lr", "above trainer.learning_rate"),
 ])
 def test_wrong_types_and_values_in_trainer(tmp_path, line, key, expect):

@@ -33,7 +33,7 @@ def test_matmul_mismatch_names_op_and_both_shapes(backend):
         mg.matmul(ones(backend=backend), ones(3, backend=backend))
 
 
-@pytest.mark.parametrize("other", ["strict", "numba"])
+@pytest.mark.parametrize("other", ["strict", "numba", "cupy"])
 def test_mixing_backends_names_both(other):
     a, b = ones(3), ones(3, backend=other)
     for op in (lambda: a + b, lambda: b * a, lambda: ones(2, 3) @ ones(3, 2, backend=other),

@@ -19,7 +19,7 @@ def _model(seed=0):
     return m
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy"])
 def test_greedy_with_cache_equals_without(backend):
     m = _model().to(backend)
     prompt = np.array([[1, 5, 7, 2, 9], [3, 3, 8, 1, 0]])

@@ -67,6 +67,8 @@ def cases(dt, rng):
         "selective_scan_backward": (r(2, 5, 3), u, delta, A, Bm, Cm, scan_starts, 2),
         "ssd_forward": (xs, a, Bs, Cs, 2, None),
         "ssd_backward": (r(2, 5, 1, 4, 3), xs, a, Bs, Cs, 2, ssd_starts),
+        "adamw_step_multi": ([r(6), r(2, 3)], [r(6), r(2, 3)], [r(6), r(2, 3)], [np.abs(r(6)), np.abs(r(2, 3))],
+                             1e-2, 0.9, 0.99, 1e-8, 0.1, 3),
         "moe_topk": (r(6, 4), 2, 2, 1, "top2"),
         "moe_sort_by_expert": (np.array([[0, 2], [2, 1], [3, 2]]), 4, 2),
         "moe_gather": (r(3, 5), np.array([0, 3, 5, 2, 1]), 2),
@@ -75,9 +77,12 @@ def cases(dt, rng):
         "moe_combine_backward": (r(3, 4), r(5, 4), slot_row, r(3, 2)),
     }
 
+def copy(a):
+    return a.copy() if isinstance(a, np.ndarray) else [copy(x) for x in a] if isinstance(a, list) else a
+
 def arrays(out, args):  # what to compare: the outputs, or the arrays an in-place kernel writes
-    if out is None:  # adamw_step: param, exp_avg, exp_avg_sq
-        out = (args[0], args[2], args[3])
+    if out is None:  # adamw_step(_multi): param, exp_avg, exp_avg_sq (lists of them)
+        out = tuple(x for i in (0, 2, 3) for x in (args[i] if isinstance(args[i], list) else [args[i]]))
     out = out if isinstance(out, tuple) else (out,)
     return [np.asarray(o, dtype=np.float64) for o in out]
 
@@ -86,8 +91,9 @@ for dt in (np.float32, np.float16):
     all_cases = cases(dt, np.random.default_rng(0))
     assert set(all_cases) == set(CONTRACTS), set(CONTRACTS) ^ set(all_cases)
     for name, args in all_cases.items():
-        copies = [[a.copy() if isinstance(a, np.ndarray) else a for a in args] for _ in range(3)]
-        fast = numba.fast_kernels[name](*copies[0])
+        copies = [[copy(a) for a in args] for _ in range(3)]
+        own = numba.fast_kernels.get(name)  # None: no Numba twin, the backend runs the reference
+        fast = NotImplemented if own is None else own(*copies[0])
         ours = numba.kernel(name)(*copies[1])
         ref = numba.reference(name)(*copies[2])
         worst = max(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-30)) if a.size else 0.0
@@ -109,14 +115,22 @@ def test_every_kernel_runs_on_numba_after_import_minigrad_alone():
     for r in rows:
         tol = 1e-5 if r["dtype"] == "float32" else 0.0  # float16: the reference itself runs
         assert r["rel_err"] <= tol, r
-        # The Numba twins handle float32 themselves; Numba has no float16, so they decline it (the
-        # sort by expert takes only integers: it has nothing to decline).
-        assert r["declined"] == (r["dtype"] == "float16" and r["name"] != "moe_sort_by_expert"), r
+        # The Numba twins handle float32 themselves; Numba has no float16, so they decline it (the sort by
+        # expert takes only integers: it has nothing to decline). The fused multi-tensor AdamW has no Numba
+        # twin (AdamW then steps each parameter with adamw_step's).
+        float16_declines = r["dtype"] == "float16" and r["name"] != "moe_sort_by_expert"
+        assert r["declined"] == (float16_declines or r["name"] not in CPU_KERNELS), r
 
 
 def test_reference_table_is_the_contract_list_and_every_table_a_subset():
+    from kernels.cuda import KERNELS as CUDA_KERNELS
+    from kernels.cuda import NOT_YET as CUDA_NOT_YET
+
     assert set(REFERENCE_KERNELS) == set(CONTRACTS)
     assert set(CPU_KERNELS) <= set(CONTRACTS)
+    assert set(CUDA_KERNELS) | CUDA_NOT_YET == set(CONTRACTS)  # every kernel has a CUDA twin, or is named as not yet
+    for name, fn in CUDA_KERNELS.items():
+        assert "xp" not in inspect.signature(fn).parameters, name
     assert all(isinstance(c, str) and c for c in CONTRACTS.values())
     for name in ("numpy", "numba", "strict"):
         b = mg.get_backend(name)
@@ -193,3 +207,12 @@ def test_minigrad_imports_no_layers_kernels_or_trainer_but_the_backend_wiring():
                 assert (rel, m) in allowed, f"{rel}:{line} imports {m}"
                 found.add((rel, m))
     assert found == allowed
+
+
+def test_the_cuda_table_imports_without_cupy_or_a_gpu():
+    code = ("import sys, minigrad, kernels.cuda as k; b = minigrad.get_backend('numpy'); "
+            "print(sorted(m for m in ('cupy', 'numba') if m in sys.modules), len(k.KERNELS) + len(k.NOT_YET))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", str(len(CONTRACTS))]

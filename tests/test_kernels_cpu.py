@@ -313,7 +313,7 @@ def check_fused(fused, simple, torch_fn, arrays, backend, needs_grad=None, seed=
             close(g, r, dtype, f"{name}: gradient of input {i}", FN_TOL)
 
 
-BACKENDS = ["numpy", "numba"]
+BACKENDS = ["numpy", "numba", "cupy"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

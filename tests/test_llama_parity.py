@@ -35,7 +35,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy"])
 @pytest.mark.parametrize("heads,kv,tied,seq", CASES)
 def test_logits_and_grads_match_transformers(backend, heads, kv, tied, seq):
     cfg = dict(vocab_size=97, hidden_size=48, intermediate_size=88, num_layers=2, num_heads=heads,

@@ -22,7 +22,7 @@ TOL = {np.float32: (1e-6, 1e-7), np.float64: (1e-12, 1e-14)}
 # several shapes; (130, 257) spans more than one chunk of the Numba kernel
 SHAPES = [(7,), (5, 3), (4, 2, 3), (1,), (130, 257)]
 STEPS = 10
-BACKENDS = ["numpy", "numba", "strict"]
+BACKENDS = ["numpy", "numba", "strict", "cupy"]
 
 
 def _init(shapes, dtype, seed=0):
@@ -269,7 +269,7 @@ def test_muon_with_adamw_routes_and_steps_like_its_parts():
 
 
 # ---- clipping ----------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["numpy", "strict"])
+@pytest.mark.parametrize("backend", ["numpy", "strict", "cupy"])
 @pytest.mark.parametrize("max_norm,norm_type", [(0.5, 2.0), (1e3, 2.0), (0.5, math.inf)])
 def test_clip_grad_norm_matches_torch(backend, max_norm, norm_type):
     shapes = [(7,), (5, 3), (4, 2, 3)]
@@ -358,7 +358,7 @@ def _build(kind, params):
     return MuonWithAdamW([(f"w{i}", p) for i, p in enumerate(params)], adamw_lr=1e-2)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy"])
 @pytest.mark.parametrize("kind", ["adamw", "lion", "muon", "muon_adamw"])
 def test_state_round_trip_through_safetensors_and_json(tmp_path, backend, kind):
     shapes = [(6, 4), (3, 5), (4, 7)] if kind == "muon" else [(6, 4), (5,), (4, 7)]

@@ -136,8 +136,9 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     return _ungroup(o, t), p.reshape(b, kv, t, g, s).transpose(0, 1, 3, 2, 4)
 
 
-def attention_backward(g: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray,
+def attention_backward(g: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, saved: np.ndarray,
                        scale: float, offset: int | None = None):
+    p = saved  # P, as the forward saved it
     if not same_float(g, q, k, v, p) or offset is None or offset < 0:
         return NotImplemented
     b, t, h, d = q.shape

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .adamw import adamw_step
+from .adamw import adamw_step, adamw_step_multi
 from .attention import attention_backward, attention_forward
 from .causal_conv1d import causal_conv1d_backward, causal_conv1d_forward
 from .cross_entropy import softmax_cross_entropy
@@ -44,6 +44,7 @@ KERNELS: dict[str, Callable] = {
     "selective_scan_backward": selective_scan_backward,
     "ssd_forward": ssd_forward,
     "ssd_backward": ssd_backward,
+    "adamw_step_multi": adamw_step_multi,
     "moe_topk": moe_topk,
     "moe_sort_by_expert": moe_sort_by_expert,
     "moe_gather": moe_gather,

@@ -29,3 +29,17 @@ def adamw_step(xp: Any, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr
     xp.divide(exp_avg, tmp, out=tmp)
     tmp *= step_size
     param -= tmp
+
+
+def adamw_step_multi(xp: Any, params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, lr: float,
+                     beta1: float, beta2: float, eps: float, wd: float, step: int, grad_scale: float = 1.0,
+                     copies: list | None = None) -> None:
+    """adamw_step on each parameter of the lists, each gradient read as grad * grad_scale in the parameter's
+    dtype; with ``copies``, each new parameter value is also written, rounded, into its copy."""
+    for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
+        g = g.astype(p.dtype, copy=False)
+        if grad_scale != 1.0:
+            g = g * grad_scale
+        adamw_step(xp, p, g, m, v, lr, beta1, beta2, eps, wd, step)
+        if copies is not None:
+            copies[i][...] = p.astype(copies[i].dtype)

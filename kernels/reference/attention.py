@@ -26,7 +26,7 @@ def _split_heads(q, k, v):
 
 
 def attention_forward(xp, q, k, v, scale, offset):
-    """Returns out (B, T, H, Dv) and the probabilities P (B, KV, G, T, S) that backward needs."""
+    """Returns out (B, T, H, Dv) and what backward reads: the probabilities P (B, KV, G, T, S)."""
     b, t, h, _ = q.shape
     s, dv = k.shape[1], v.shape[3]
     qh, kh, vh = _split_heads(q, k, v)
@@ -40,10 +40,11 @@ def attention_forward(xp, q, k, v, scale, offset):
     return out, p
 
 
-def attention_backward(xp, g, q, k, v, p, scale, offset=0):
-    """Given dL/dout (B, T, H, Dv) and saved P, return dL/dq, dL/dk, dL/dv in their layouts.
+def attention_backward(xp, g, q, k, v, saved, scale, offset=0):
+    """Given dL/dout (B, T, H, Dv) and the forward's saved P, return dL/dq, dL/dk, dL/dv in their layouts.
     ``offset`` is the forward's; the mask is already in P (zero where masked), so only fast
     kernels use it, to skip the masked entries."""
+    p = saved  # the reference saves P (B, KV, G, T, S); fast kernels may save their own state
     b, t, h, d = q.shape
     kvh = k.shape[2]
     qh, kh, vh = _split_heads(q, k, v)

@@ -9,8 +9,12 @@ def softmax_cross_entropy(xp, logits, targets, ignore_index):
 
     Returns (loss_sum, n_valid, dlogits_per_unit): the summed loss over targets that are not
     ``ignore_index``, their count, and d(loss_sum)/d(logits), so the caller scales it once.
+    float16/bfloat16 logits are computed in float32: loss_sum is float32, the gradient is rounded back.
     """
     n = logits.shape[0]
+    out_dtype = logits.dtype
+    if logits.dtype.itemsize < 4:  # float16 / bfloat16: the softmax and the loss are summed in float32
+        logits = logits.astype("float32")
     valid = targets != ignore_index
     safe_t = xp.where(valid, targets, 0)
     m = logits.max(axis=1, keepdims=True)
@@ -22,4 +26,4 @@ def softmax_cross_entropy(xp, logits, targets, ignore_index):
     grad = e / s
     grad[xp.arange(n), safe_t] -= 1
     grad *= vmask[:, None]
-    return loss_sum, int(valid.sum()), grad
+    return loss_sum, int(valid.sum()), grad.astype(out_dtype, copy=False)

@@ -2,8 +2,8 @@
 corpus (corpus), byte-level BPE tokenizers that turn text into token files (tokenizer), and
 which files a run reads (dataset)."""
 
-from .batches import BatchStream, Prefetcher, WindowSampler, eval_batches
+from .batches import BatchStream, HostToDevice, Prefetcher, WindowSampler, eval_batches
 from .tokens import DataError, TokenFile, open_tokens, split_tail, unigram_entropy, write_tokens
 
-__all__ = ["BatchStream", "Prefetcher", "WindowSampler", "eval_batches", "DataError", "TokenFile",
+__all__ = ["BatchStream", "HostToDevice", "Prefetcher", "WindowSampler", "eval_batches", "DataError", "TokenFile",
            "open_tokens", "split_tail", "unigram_entropy", "write_tokens"]

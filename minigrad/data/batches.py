@@ -113,13 +113,54 @@ def eval_batches(files: list[TokenFile], seq_len: int, batch_size: int, n_batche
     return batches
 
 
-class Prefetcher:
-    """Draws batches from a sampler on a background thread, ``depth`` ahead of the consumer.
-    Each item carries the sampler's state after that batch, so a checkpoint records exactly
-    what the training loop consumed, not what the thread ran ahead to."""
+class HostToDevice:
+    """Moves a batch's host arrays onto a backend's device.
 
-    def __init__(self, sampler: WindowSampler, depth: int):
+    On the cupy backend the arrays are staged in pinned (page-locked) host memory and copied by an
+    asynchronous copy on a CUDA stream of their own (non-blocking: it does not wait for, nor hold up,
+    the compute stream). Called from the Prefetcher's thread, the copy of the next batch runs while the
+    GPU computes on this one; the thread waits for its copy to finish (the training thread does not),
+    so a batch it hands over is complete and its pinned buffer may be reused. On other backends it is
+    ``backend.asarray``.
+
+    The device arrays come from CuPy's pool on the copy stream. The training loop synchronises once per
+    micro-batch (``loss.item()``, after backward), so a batch is freed, and its memory reused by a later
+    copy, only after every kernel that reads it has run."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self._cupy = None
+        if backend.device == "cuda":
+            import cupy
+
+            self._cupy = cupy
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+
+    def __call__(self, batch: Batch) -> Batch:
+        if self._cupy is None:
+            return tuple(self.backend.asarray(a) for a in batch)
+        cp, out = self._cupy, []
+        with self._stream:
+            for a in batch:
+                pinned = cp.cuda.alloc_pinned_memory(a.nbytes)
+                staged = np.frombuffer(pinned, a.dtype, a.size).reshape(a.shape)
+                staged[...] = a
+                dev = cp.empty(a.shape, dtype=a.dtype)
+                dev.set(staged, stream=self._stream)
+                out.append((dev, pinned))
+            self._stream.record().synchronize()  # this thread waits; the pinned buffers may go after it
+        return tuple(dev for dev, _ in out)
+
+
+class Prefetcher:
+    """Draws batches from a sampler on a background thread, ``depth`` ahead of the consumer, and moves
+    them to the device there when given ``upload`` (a HostToDevice). Each item carries the sampler's
+    state after that batch, so a checkpoint records exactly what the training loop consumed, not what
+    the thread ran ahead to."""
+
+    def __init__(self, sampler: WindowSampler, depth: int, upload=None):
         self.sampler = sampler
+        self._upload = upload
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="minigrad-prefetch", daemon=True)
@@ -128,7 +169,8 @@ class Prefetcher:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                item = (self.sampler.next_batch(), self.sampler.state_dict())
+                batch = self.sampler.next_batch()
+                item = (self._upload(batch) if self._upload else batch, self.sampler.state_dict())
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -150,19 +192,20 @@ class Prefetcher:
 
 
 class BatchStream:
-    """What the training loop reads: batches plus the cursor after the last one consumed,
-    from the sampler directly (prefetch 0) or through a Prefetcher."""
+    """What the training loop reads: batches plus the cursor after the last one consumed, from the sampler
+    directly (prefetch 0) or through a Prefetcher; on the device already when given ``upload``."""
 
-    def __init__(self, sampler: WindowSampler, prefetch: int = 0):
+    def __init__(self, sampler: WindowSampler, prefetch: int = 0, upload=None):
         self.sampler = sampler
         self._cursor = sampler.state_dict()
-        self._prefetcher = Prefetcher(sampler, prefetch) if prefetch > 0 else None
+        self._upload = upload
+        self._prefetcher = Prefetcher(sampler, prefetch, upload) if prefetch > 0 else None
 
     def next(self) -> Batch:
         if self._prefetcher is None:
             batch = self.sampler.next_batch()
             self._cursor = self.sampler.state_dict()
-            return batch
+            return self._upload(batch) if self._upload else batch
         batch, self._cursor = self._prefetcher.get()
         return batch
 

@@ -30,10 +30,13 @@ class CrossEntropy(Function):
             self.scale = 1.0
         else:
             raise ValueError(f"cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
-        return self.xp.asarray(loss_sum * self.scale, dtype=logits.dtype)
+        # float16/bfloat16 logits: the loss is summed, and returned, in float32 (the kernels' contract)
+        loss_dtype = logits.dtype if logits.dtype.itemsize >= 4 else "float32"
+        return self.xp.asarray(loss_sum * self.scale, dtype=loss_dtype)
 
     def backward(self, g):
-        return (self.grad * (g * self.scale)).reshape(self.shape), None
+        # the factor in the gradient's own dtype, so a float32 loss does not widen a float16 (N, C) gradient
+        return (self.grad * (g * self.scale).astype(self.grad.dtype)).reshape(self.shape), None
 
 
 def cross_entropy_simple(logits, targets, ignore_index: int = -100, reduction: str = "mean"):

@@ -7,6 +7,7 @@
 """
 
 from .adamw import AdamW
+from .amp import LossScaler, MixedPrecision
 from .clip import clip_grad_norm_, grad_norm
 from .lion import Lion
 from .lr_schedule import lr_at, set_lr
@@ -14,5 +15,5 @@ from .muon import Muon, MuonWithAdamW, newton_schulz5
 from .optimizer import Optimizer
 from .param_groups import decay_groups
 
-__all__ = ["Optimizer", "AdamW", "Lion", "Muon", "MuonWithAdamW", "newton_schulz5", "clip_grad_norm_", "grad_norm",
-           "decay_groups", "lr_at", "set_lr"]
+__all__ = ["Optimizer", "AdamW", "LossScaler", "MixedPrecision", "Lion", "Muon", "MuonWithAdamW", "newton_schulz5",
+           "clip_grad_norm_", "grad_norm", "decay_groups", "lr_at", "set_lr"]

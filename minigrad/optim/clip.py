@@ -12,7 +12,7 @@ def grad_norm(tensors: Tensor | Iterable[Tensor], norm_type: float = 2.0) -> flo
     """The ``norm_type``-norm (2 or ``inf``) of the gradients of ``tensors`` taken together, as a Python
     float; tensors without a ``.grad`` are skipped (0.0 if none has one). Per-tensor reductions stay on
     the device and only the total crosses to the host; squares are summed in the gradient's dtype (float16
-    in float32, where they would overflow) and totalled in float64."""
+    and bfloat16 in float32) and totalled in float64."""
     tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     norm_type = float(norm_type)
     if norm_type not in (2.0, math.inf):
@@ -22,7 +22,7 @@ def grad_norm(tensors: Tensor | Iterable[Tensor], norm_type: float = 2.0) -> flo
         if t.grad is None:
             continue
         g, xp = t.grad.data, t.backend.xp
-        if g.dtype == "float16":
+        if g.dtype.itemsize < 4:  # float16, bfloat16: squares summed in float32
             g = g.astype("float32")
         if norm_type == math.inf:
             part = xp.max(xp.abs(g)).astype("float64") if g.size else 0.0

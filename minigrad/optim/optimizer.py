@@ -40,6 +40,12 @@ class Optimizer:
         self.state: dict[int, dict[str, Any]] = {}  # param index -> {"step": int, "exp_avg": array, ...}
         self._params: list[Tensor] = []
         self._index: dict[int, int] = {}  # id(param) -> param index
+        # Mixed precision (minigrad/optim/amp.py) steps float32 master weights through these two: every
+        # gradient is read as grad * grad_scale in the parameter's dtype (unscaling and clipping in one),
+        # and each updated parameter's value is also written, rounded, into copies[param index] (the
+        # float16 model). Plain training leaves them alone.
+        self.grad_scale = 1.0
+        self.copies: dict[int, Tensor] = {}
         if isinstance(params, Tensor):
             raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors or of dicts, "
                             "got a single Tensor (wrap it in a list)")
@@ -105,8 +111,13 @@ class Optimizer:
                                  f"of shape {p.shape}")
             if grad.dtype != p.data.dtype:
                 grad = grad.astype(p.data.dtype)
-            state = self.state.setdefault(self._index[id(p)], {})
-            self._update(p, grad, state, group)
+            if self.grad_scale != 1.0:
+                grad = grad * self.grad_scale
+            index = self._index[id(p)]
+            self._update(p, grad, self.state.setdefault(index, {}), group)
+            copy = self.copies.get(index)
+            if copy is not None:
+                copy.data[...] = p.data
 
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -18,12 +18,14 @@ from minigrad import Function, Tensor
 
 class CausalAttention(Function):
     def forward(self, q, k, v, scale, offset):
-        out, self.p = self.backend.kernel("attention_forward")(q, k, v, scale, offset)
+        # saved: P for the reference and Numba kernels, the output and log-sum-exp for CUDA's (whose
+        # backward recomputes P); only the backward of the same backend reads it (kernels/contracts.py)
+        out, self.saved = self.backend.kernel("attention_forward")(q, k, v, scale, offset)
         self.q, self.k, self.v, self.scale, self.offset = q, k, v, scale, offset
         return out
 
     def backward(self, g):
-        return self.backend.kernel("attention_backward")(g, self.q, self.k, self.v, self.p, self.scale,
+        return self.backend.kernel("attention_backward")(g, self.q, self.k, self.v, self.saved, self.scale,
                                                          self.offset)
 
 
