@@ -124,8 +124,9 @@ TRAINER_KEYS: dict[str, Key] = {
     "grad_exchange_dtype": Key("str", "f32", "precision gradients travel in: f32, f16 or bf16",
                                choices=("f32", "f16", "bf16")),
     "overlap_comm": Key("bool", True, "all-reduce gradient buckets while backward still runs"),
-    # Oxidizr keys accepted for compatibility; they do nothing until MoE / GRPO exist.
-    "load_balance_alpha": Key("float", 0.0, "MoE load-balancing loss weight", minimum=0.0),
+    "load_balance_alpha": Key("float", 0.0, "MoE: weight of the load-balancing (aux) loss added to the training "
+                              "loss", minimum=0.0),
+    # Oxidizr keys accepted for compatibility; they do nothing until GRPO exists.
     "group_size": Key("int", None, "GRPO rollouts per prompt (unused)", nullable=True),
     "beta_kl": Key("float", None, "GRPO KL weight (unused)", nullable=True),
 }
@@ -229,6 +230,11 @@ def _check_trainer(cfg: Config, backend_given: bool, problems: Problems, check_s
         problems.error(f"{lab('trainer.betas')} = {t['betas']} must each be in [0, 1)")
     if t["load_balance_alpha"] and not m["num_experts"]:
         problems.warn(f"{lab('trainer.load_balance_alpha')} is set but the model has no experts: it does nothing")
+    elif m["num_experts"] and m["moe_balance"] == "aux_loss" and not t["load_balance_alpha"]:
+        problems.warn(f"{lab('trainer.load_balance_alpha')} = 0 with model.moe_balance = 'aux_loss': nothing keeps "
+                      "the experts balanced (set load_balance_alpha, e.g. 0.01, or moe_balance: bias_update)")
+    elif m["num_experts"] and m["moe_balance"] == "none" and t["load_balance_alpha"]:
+        problems.warn(f"{lab('trainer.load_balance_alpha')} does nothing with model.moe_balance = 'none'")
     if t["group_size"] is not None or t["beta_kl"] is not None:
         problems.warn("trainer.group_size / trainer.beta_kl configure GRPO, which minigrad does not do: ignored")
     if check_supported and t["dtype"] == "bf16" and t["backend"] != "cupy":
@@ -312,6 +318,7 @@ class Run:
     saved_step: int = -1                   # the step of the newest step-N checkpoint
     interrupted: int | None = None         # the stop signal that ended the loop
     window: tuple[float, int] = (0.0, 0)  # seconds and steps since the last log line
+    progress: dict[str, str] = field(default_factory=dict)  # extra fields of the progress line (MoE imbalance)
 
     @property
     def tokens_per_step(self) -> int:
@@ -572,19 +579,22 @@ def check_identical(comm: distributed.Communicator, weights: dict, name: str) ->
 
 def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[np.ndarray, np.ndarray]],
                          backend: str, sync: distributed.GradientSync | None = None,
-                         amp: optim.MixedPrecision | None = None) -> float:
+                         amp: optim.MixedPrecision | None = None, aux_weight: float = 0.0) -> float:
     """Forward and backward over ``k`` micro-batches, each loss scaled by 1/k, so the summed
-    gradients equal those of one batch k times larger. Returns the mean loss. With ``sync`` (a
-    data-parallel job), the last backward also averages the gradients over the processes. With ``amp``
-    (f16/bf16) each backward is of the loss times the loss scale."""
+    gradients equal those of one batch k times larger. An MoE model's load-balancing loss is added,
+    ``aux_weight`` times. Returns the mean cross-entropy (without the aux loss, so it stays comparable).
+    With ``sync`` (a data-parallel job), the last backward also averages the gradients over the processes.
+    With ``amp`` (f16/bf16) each backward is of the loss times the loss scale."""
     k = len(micro_batches)
     total = 0.0
     for i, (x, y) in enumerate(micro_batches):
         logits = model(mg.Tensor(x, backend=backend))                # (B, T, vocab)
         loss = mg.cross_entropy(logits, mg.Tensor(y, backend=backend))
+        aux = model.auxiliary_loss() if aux_weight else None
+        objective = loss if aux is None else loss + aux * aux_weight
         if sync is not None and i == k - 1:
             sync.arm()  # buckets are all-reduced as their gradients become final in this backward
-        part = loss if k == 1 else loss * (1.0 / k)
+        part = objective if k == 1 else objective * (1.0 / k)
         amp.backward(part) if amp is not None else part.backward()
         total += loss.item()
     if sync is not None:
@@ -675,6 +685,10 @@ def log_step(run: Run, loss: float, lr: float, grad_norm: float, layer_norms: di
                 "elapsed": round(run.elapsed, 3)}
     if layer_norms is not None:
         run.last["grad_norms"] = layer_norms
+    moe = run.model.routing_stats(run.comm.allreduce_)  # MoE: tokens per expert, drops, aux loss since the last line
+    if moe is not None:
+        run.last["moe"] = moe
+        run.progress = {"imbalance": f"{moe['load_imbalance']:.2f}"}
     run.metrics.write(run.last)
     run.reporter.event({"event": "step", **run.last})
     run.window = (0.0, 0)
@@ -780,12 +794,15 @@ def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
         lr = optim.set_lr(optimizer, run.step, t["warmup_steps"], run.total_steps, t["lr_schedule"],
                           min_lr_ratio, t["decay_fraction"])
         batches = [run.stream.next() for _ in range(t["gradient_accumulation"])]
-        loss = run.comm.mean(accumulate_gradients(model, batches, run.backend, run.sync, run.amp))  # fwd + bwd
+        loss = run.comm.mean(accumulate_gradients(model, batches, run.backend, run.sync, run.amp,  # fwd + bwd
+                                                  t["load_balance_alpha"]))
         if after_backward is not None:
             after_backward(model, run.step)
         log_now = (run.step + 1) % t["log_interval"] == 0 or run.step + 1 == run.total_steps
         layer_norms = grad_norms_by_layer(model, run.amp) if log_now and t["log_grad_norms"] else None
         grad_norm, finite, overflow = clip_and_step(run, loss, t["grad_clip"] or math.inf)
+        if finite:
+            model.after_step(run.comm.allreduce_)  # MoE: DeepSeek-V3's bias balancing (moe_balance: bias_update)
         run.step += 1
         dt = time.perf_counter() - t0
         run.elapsed, run.window = run.elapsed + dt, (run.window[0] + dt, run.window[1] + 1)
@@ -795,7 +812,7 @@ def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
             note_overflow(run)
         else:
             skip_non_finite(run, loss, grad_norm)
-        run.reporter.step(1, loss, run.tokens_per_s, lr)
+        run.reporter.step(1, loss, run.tokens_per_s, lr, run.progress)
         if log_now:
             log_step(run, loss, lr, grad_norm, layer_norms)
         at_end = run.step == run.total_steps

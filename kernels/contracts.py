@@ -37,12 +37,13 @@ CONTRACTS: dict[str, str] = {
         "(g, gate, up (..., F), out=None) -> dgate, dup (..., F); "
         "with out=(dgate, dup) they are written into those arrays (views of one buffer) and returned",
     "attention_forward":
-        "(q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, D), scale, offset) -> out (B, T, H, D), saved: "
-        "causal softmax(q k^T * scale) v, query i sees keys 0..offset+i; saved is what attention_backward reads: "
-        "the reference and the Numba twin save P (B, KV, G, T, S), zero where masked; a fast kernel may save a "
-        "state of its own instead (see SAVED_STATE below)",
+        "(q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, Dv), scale, offset) -> out (B, T, H, Dv), saved: "
+        "causal softmax(q k^T * scale) v, query i sees keys 0..offset+i; Dv may differ from D (MLA); saved is what "
+        "attention_backward reads: the reference and the Numba twin save P (B, KV, G, T, S), zero where masked; a "
+        "fast kernel may save a state of its own instead (see SAVED_STATE below)",
     "attention_backward":
-        "(g (B, T, H, D), q, k, v, saved from forward, scale, offset=0) -> dq (B, T, H, D), dk, dv (B, S, KV, D)",
+        "(g (B, T, H, Dv), q, k, v, saved from forward, scale, offset=0) -> dq (B, T, H, D), dk (B, S, KV, D), "
+        "dv (B, S, KV, Dv)",
     "softmax_cross_entropy":
         "(logits (N, C), targets (N,) int, ignore_index) -> loss_sum (0-d), n_valid (int), "
         "dlogits (N, C) = d loss_sum / d logits; ignored rows add 0 and get 0 gradient; "
@@ -81,6 +82,25 @@ CONTRACTS: dict[str, str] = {
         "gradient read as grad * grad_scale in the parameter's dtype; with copies (a list of arrays like the "
         "params, of another float dtype), each new value is also written, rounded, into its copy. "
         "AdamW uses it when a backend has its own twin (mixed precision: float32 masters, float16 model)",
+    # Mixture-of-Experts routing. N tokens, E experts, k experts per token; slot n * k + j is token n's j-th
+    # choice; M kept slots; int arrays are int64.
+    "moe_topk":
+        "(scores (N, E), k, n_group=1, topk_group=1, group_score='max'|'top2') -> idx (N, k): each token's "
+        "k best experts, best first, ties to the lower index; with n_group > 1 and topk_group < n_group only "
+        "experts of the topk_group best groups (group score: its max, or the sum of its two best) are chosen",
+    "moe_sort_by_expert":
+        "(idx (N, k), num_experts, capacity=-1) -> order (M,), offsets (E+1,), slot_row (N, k), load (E,): "
+        "kept slots grouped by expert in slot order, expert e's rows offsets[e]:offsets[e+1], each slot's row "
+        "(-1 if dropped), slots per expert before dropping; capacity >= 0 keeps each expert's first capacity",
+    "moe_gather":
+        "(x (N, H), order (M,), k) -> xs (M, H) = x[order // k]",
+    "moe_gather_backward":
+        "(dxs (M, H), slot_row (N, k)) -> dx (N, H): per token, the sum over its kept slots of dxs[row]",
+    "moe_combine":
+        "(ys (M, H), slot_row (N, k), weights (N, k)) -> out (N, H) = sum_j weights[n, j] ys[slot_row[n, j]] "
+        "over kept slots",
+    "moe_combine_backward":
+        "(g (N, H), ys (M, H), slot_row, weights (N, k)) -> dys (M, H), dweights (N, k) (0 for dropped slots)",
 }
 
 SAVED_STATE = """A forward kernel's saved state (attention_forward's ``saved``) belongs to that kernel's backward.

@@ -15,14 +15,17 @@ from .cache import AttentionCache, KVCache, MambaCache, ModelCache
 from .checkpoint import model_from_checkpoint, tokenizer_beside
 from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
 from .generate import generate, generate_text, sample_next
-from .layers import Embedding, Linear, RMSNorm
-from .llama import MLP, Attention, CausalLM, DecoderBlock, LlamaModel, make_block
+from .layers import MLP, Embedding, Linear, RMSNorm
+from .llama import Attention, CausalLM, DecoderBlock, LlamaModel, make_attention, make_block, make_mlp
 from .mamba import MambaMixer
 from .mamba2 import Mamba2Mixer
 from .mamba3 import Mamba3Mixer
-from .memory import available_memory, parameter_count, training_memory
+from .memory import available_memory, kv_cache_bytes_per_token, parameter_count, training_memory
+from .mla import MLA, LatentCache
 from .module import Module, ModuleList, Parameter, StateDictError
+from .moe import MoE
 from .pretrained import ARCHITECTURES, PretrainedError, family_of, from_pretrained, read_pretrained, save_pretrained
+from .router import TopKRouter, load_balancing_loss
 from .ssm_block import MambaBackbone, MambaBlock
 
 
@@ -34,10 +37,12 @@ def build_model(model_cfg: dict | ModelConfig, backend: str | Backend | None = N
 
 __all__ = [
     "Module", "ModuleList", "Parameter", "StateDictError", "Linear", "Embedding", "RMSNorm",
-    "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "build_model", "make_block",
+    "Attention", "MLP", "DecoderBlock", "LlamaModel", "CausalLM", "build_model", "make_block", "make_attention",
+    "make_mlp", "MLA", "LatentCache", "MoE", "TopKRouter", "load_balancing_loss",
     "MambaMixer", "Mamba2Mixer", "Mamba3Mixer", "MambaBlock", "MambaBackbone",
     "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
     "KVCache", "AttentionCache", "MambaCache", "ModelCache", "generate", "generate_text", "sample_next",
-    "training_memory", "parameter_count", "available_memory", "model_from_checkpoint", "tokenizer_beside", "ops",
+    "training_memory", "parameter_count", "kv_cache_bytes_per_token", "available_memory", "model_from_checkpoint",
+    "tokenizer_beside", "ops",
     "ARCHITECTURES", "PretrainedError", "family_of", "from_pretrained", "read_pretrained", "save_pretrained",
 ]

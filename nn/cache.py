@@ -6,6 +6,8 @@
 
 * ``AttentionCache``: the keys and values of the positions so far (B, max_len, KV, D); ``append`` writes
   the new ones and returns views of all of them.
+* ``nn.mla.LatentCache``: an MLA layer's compressed latents and shared rotary keys, with AttentionCache's
+  interface.
 * ``MambaCache``: a Mamba layer's recurrent state: the last K-1 inputs of its causal conv and its SSM state
   (plus, for Mamba3, what the trapezoidal rule and the rotation carry from the previous step). Its size does
   not grow with the sequence.
@@ -40,6 +42,10 @@ class AttentionCache:
         self.length = end
         return Tensor._from_array(self.k[:, :end], self.backend), Tensor._from_array(self.v[:, :end], self.backend)
 
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
 
 class MambaCache:
     """One Mamba layer's recurrent state, as named backend arrays (zeros before the first token):
@@ -56,6 +62,10 @@ class MambaCache:
     def set(self, name: str, value: Tensor) -> None:
         self.states[name][...] = value.data
 
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.states.values())
+
 
 class ModelCache:
     """The layer caches of a whole model and the number of positions seen so far."""
@@ -68,6 +78,11 @@ class ModelCache:
 
     def advance(self, n: int) -> None:
         self.length += n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the layer caches hold (allocated for their max_len)."""
+        return sum(layer.nbytes for layer in self.layers)
 
 
 class KVCache(ModelCache):

@@ -1,7 +1,8 @@
 """The ``model:`` section of a config: its one schema, and the checked :class:`ModelConfig` models are built from.
 
 Keys follow Oxidizr's configs (so their files load) plus a few of ours (``rms_norm_eps``,
-``tie_word_embeddings``, ``mamba_dt_rank``, ``mamba3_trapezoidal``, ``mamba3_bc_norm``). The dataclass below
+``tie_word_embeddings``, ``mamba_dt_rank``, ``mamba3_trapezoidal``, ``mamba3_bc_norm``, the MLA head widths and the
+MoE router's options). The dataclass below
 *is* the schema: each field's type, default, meaning and bounds, read by ``model_config`` (which checks a dict)
 and by ``--help-config``.
 
@@ -9,9 +10,10 @@ Layers listed in ``mamba_layers`` are Mamba blocks, of one family for the whole 
 ``mamba3_enabled``, else Mamba2 when any ``mamba2_*`` key is set, else Mamba1. The others are attention
 blocks. A Mamba key left null takes the default named in its description (``mamba_defaults``).
 
-Architectures that are not built yet (MLA, MoE) have their keys here so that Oxidizr's files parse; a config
-that switches one on is refused, naming every such key at once. Keys that are accepted but would do nothing in
-the model described (``mamba2_*`` with no ``mamba_layers``) get a warning.
+The attention blocks' attention is MLA when ``kv_latent_dim`` is set, and their MLPs Mixture-of-Experts when
+``num_experts`` is (after ``first_dense_layers``), with transformers' DeepseekV3 as the reference; those
+keys and their cross-checks are ``nn/moe_config.py``'s. Keys that are accepted but would do nothing in the
+model described (``mamba2_*`` with no ``mamba_layers``) get a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from minigrad.config import ConfigError, Key, Problems, coerce, suggest
 
-from . import mamba_config
+from . import mamba_config, moe_config
 from .mamba_config import MambaDims
 
 __all__ = ["ConfigError", "ModelConfig", "MODEL_KEYS", "model_config", "check_model", "config_differences"]
@@ -50,14 +52,50 @@ class ModelConfig:
     rms_norm_eps: float = key(1e-5, "RMSNorm epsilon", minimum=0.0)
     tie_word_embeddings: bool = key(False, "share the embedding and lm_head weights")
     name: str | None = key(None, "a name for the model (used in messages only)")
-    # ---- MLA attention (not built yet)
-    kv_latent_dim: int | None = key(None, "MLA: compressed key/value width")
-    q_latent_dim: int | None = key(None, "MLA: compressed query width")
-    d_rope: int | None = key(None, "MLA: decoupled RoPE width")
-    # ---- Mixture-of-Experts (not built yet)
-    num_experts: int | None = key(None, "MoE: experts per layer")
-    experts_per_tok: int | None = key(None, "MoE: experts routed to per token")
-    shared_expert_enabled: bool | None = key(None, "MoE: an always-on expert")
+    # ---- MLA attention (DeepSeek's Multi-head Latent Attention; transformers' names in brackets)
+    kv_latent_dim: int | None = key(None, "MLA: width of the compressed key/value latent, the only per-token "
+                                    "state it caches besides d_rope [kv_lora_rank]; set it (with d_rope) to make "
+                                    "the attention layers MLA", minimum=1)
+    q_latent_dim: int | None = key(None, "MLA: width of the compressed query [q_lora_rank]; null or 0 = a plain "
+                                   "q_proj", minimum=0)
+    d_rope: int | None = key(None, "MLA: width of the decoupled rotary part of each query/key head "
+                             "[qk_rope_head_dim]", minimum=2)
+    mla_nope_head_dim: int | None = key(None, "MLA: width of the non-rotary part of each query/key head "
+                                        "[qk_nope_head_dim]; null = hidden_size / num_heads", minimum=1)
+    mla_v_head_dim: int | None = key(None, "MLA: width of each value head [v_head_dim]; null = hidden_size / "
+                                     "num_heads", minimum=1)
+    # ---- Mixture-of-Experts MLPs (DeepSeek-V3's fine-grained experts; transformers' names in brackets)
+    num_experts: int | None = key(None, "MoE: routed experts per MoE layer, each a SwiGLU of intermediate_size "
+                                  "[n_routed_experts]; set it to make the MLPs Mixture-of-Experts", minimum=1)
+    experts_per_tok: int | None = key(None, "MoE: experts each token is routed to, the top-k "
+                                      "[num_experts_per_tok]", minimum=1)
+    shared_expert_enabled: bool | None = key(None, "MoE: always-on shared expert(s) beside the routed ones")
+    num_shared_experts: int | None = key(None, "MoE: how many shared experts (one SwiGLU num_shared_experts * "
+                                         "intermediate_size wide) [n_shared_experts]; null = 1 when "
+                                         "shared_expert_enabled", minimum=1)
+    first_dense_layers: int = key(0, "MoE: the first this many layers keep a dense MLP [first_k_dense_replace]",
+                                  minimum=0)
+    dense_intermediate_size: int | None = key(None, "MoE: width of those dense MLPs; null = intermediate_size",
+                                              minimum=1)
+    router_score: str = key("softmax", "MoE: router scores, softmax (Mixtral, DeepSeek-V2) or sigmoid "
+                            "(DeepSeek-V3)", choices=("softmax", "sigmoid"))
+    router_bias: bool | None = key(None, "MoE: DeepSeek-V3's score-correction bias, added to the scores only to "
+                                   "choose experts [e_score_correction_bias]; null = on with moe_balance: "
+                                   "bias_update")
+    norm_topk_prob: bool = key(False, "MoE: rescale each token's top-k weights to sum to 1")
+    routed_scaling_factor: float = key(1.0, "MoE: factor on the routed experts' weights", minimum=0.0)
+    n_group: int | None = key(None, "MoE: group-limited routing: experts form this many groups; null = 1 (no "
+                              "limit)", minimum=1)
+    topk_group: int | None = key(None, "MoE: a token's experts come from its best topk_group groups; null = "
+                                 "n_group", minimum=1)
+    moe_balance: str = key("aux_loss", "MoE: how experts are kept busy alike: aux_loss (Switch/Mixtral loss, "
+                           "weighted by trainer.load_balance_alpha), bias_update (DeepSeek-V3's auxiliary-loss-"
+                           "free bias nudging) or none", choices=("aux_loss", "bias_update", "none"))
+    bias_update_rate: float = key(0.001, "MoE: bias_update's step: each optimizer step moves an expert's bias by "
+                                  "this toward balance", minimum=0.0)
+    capacity_factor: float | None = key(None, "MoE: in training an expert takes at most capacity_factor * "
+                                        "tokens * experts_per_tok / num_experts tokens, later ones are dropped "
+                                        "(counted in metrics); null = no dropping", minimum=0.0)
     # ---- Mamba layers: which layers, then each family's keys (null = the default in brackets)
     mamba_layers: list[int] = key([], "indices of layers that are Mamba blocks (all of them: a pure Mamba model)")
     mamba_d_state: int | None = key(None, "Mamba1: state size N [16]", minimum=1)
@@ -96,6 +134,58 @@ class ModelConfig:
             return self.intermediate_size
         return -(-(8 * self.hidden_size // 3) // 32) * 32
 
+    # ---- MLA
+    @property
+    def uses_mla(self) -> bool:
+        return bool(self.kv_latent_dim)
+
+    @property
+    def rope_dim(self) -> int:
+        """Width the rotary tables are built for: MLA's decoupled part, else the whole head."""
+        return self.d_rope if self.uses_mla else self.head_dim
+
+    @property
+    def q_lora_rank(self) -> int | None:
+        return self.q_latent_dim or None
+
+    @property
+    def nope_head_dim(self) -> int:
+        return self.mla_nope_head_dim or self.head_dim
+
+    @property
+    def v_head_dim(self) -> int:
+        return self.mla_v_head_dim or self.head_dim
+
+    # ---- MoE
+    @property
+    def uses_moe(self) -> bool:
+        return bool(self.num_experts)
+
+    def is_moe_layer(self, layer_idx: int) -> bool:
+        return self.uses_moe and layer_idx >= self.first_dense_layers
+
+    @property
+    def dense_ffn_size(self) -> int:
+        """Width of a dense MLP in a model with MoE layers (the first_dense_layers)."""
+        return self.dense_intermediate_size or self.ffn_size
+
+    @property
+    def shared_experts(self) -> int:
+        """Number of shared experts: 0 unless shared_expert_enabled (or num_shared_experts) asks for them."""
+        if self.shared_expert_enabled is False:
+            return 0
+        return self.num_shared_experts or (1 if self.shared_expert_enabled else 0)
+
+    @property
+    def uses_router_bias(self) -> bool:
+        return self.moe_balance == "bias_update" if self.router_bias is None else self.router_bias
+
+    @property
+    def expert_groups(self) -> tuple[int, int]:
+        """(n_group, topk_group) with the nulls filled in."""
+        n = self.n_group or 1
+        return n, self.topk_group or n
+
     @property
     def mamba(self) -> MambaDims | None:
         """The Mamba layers' dimensions (defaults filled in), or None if there are no Mamba layers."""
@@ -128,12 +218,6 @@ def _schema_key(f) -> Key:
 
 MODEL_KEYS: dict[str, Key] = {f.name: _schema_key(f) for f in fields(ModelConfig)}
 
-# Keys that switch on an architecture that is not built yet, and what it is called.
-NOT_YET_SUPPORTED = {
-    "kv_latent_dim": "MLA attention", "q_latent_dim": "MLA attention", "d_rope": "MLA attention",
-    "num_experts": "Mixture-of-Experts", "experts_per_tok": "Mixture-of-Experts",
-    "shared_expert_enabled": "Mixture-of-Experts",
-}
 # Families of keys, by prefix (disjoint: 'mamba_' is no prefix of 'mamba2_'): a typo inside one family is
 # never pointed at another family's key.
 _FAMILIES = ("mamba2_", "mamba3_", "mamba_")
@@ -156,21 +240,15 @@ def check_model(cfg: ModelConfig, problems: Problems, label=lambda k: f"model.{k
     if cfg.has_attention:
         _check_attention(cfg, problems, label)
     mamba_config.check(cfg, problems, label)
+    moe_config.check(cfg, problems, label)
     _warn_inert_keys(cfg, problems, label)
-    if check_supported:
-        moe_only = ("experts_per_tok", "shared_expert_enabled")  # inert (warned) without num_experts
-        asked = [k for k in NOT_YET_SUPPORTED if getattr(cfg, k) and (cfg.num_experts or k not in moe_only)]
-        for k in asked:
-            problems.error(f"{label(k)} = {getattr(cfg, k)!r} asks for {NOT_YET_SUPPORTED[k]}, which is not yet "
-                           "supported (only Llama-style attention and Mamba layers are built so far); remove the "
-                           "key or set it to null")
 
 
 def _check_attention(cfg: ModelConfig, problems: Problems, label) -> None:
     if cfg.hidden_size % cfg.num_heads:
         problems.error(f"{label('hidden_size')} = {cfg.hidden_size} is not divisible by "
                        f"model.num_heads = {cfg.num_heads}")
-    elif cfg.head_dim % 2:
+    elif cfg.head_dim % 2 and not cfg.uses_mla:
         problems.error(f"{label('num_heads')}: head size hidden_size / num_heads = {cfg.head_dim} "
                        "must be even for rotary embeddings")
     if cfg.kv_heads is not None and cfg.num_heads % cfg.kv_heads:
@@ -190,11 +268,7 @@ def _warn_inert_keys(cfg: ModelConfig, problems: Problems, label) -> None:
         if inert:
             problems.warn(f"{', '.join(label(k) for k in inert)} set but model.mamba3_enabled is not: "
                           "they do nothing")
-    if not cfg.num_experts:
-        inert = [k for k in ("experts_per_tok", "shared_expert_enabled") if k in set_keys]
-        if inert:
-            problems.warn(f"{', '.join(label(k) for k in inert)} set but model.num_experts is not: "
-                          "there are no experts")
+    moe_config.warn_inert_keys(cfg, set_keys, problems, label)
 
 
 def read_model_section(body: dict, problems: Problems, label=lambda k: f"model.{k}") -> ModelConfig | None:

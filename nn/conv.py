@@ -8,7 +8,7 @@ import minigrad as mg
 from minigrad import Tensor
 from minigrad.backend import Backend
 
-from .layers import _uniform
+from .layers import uniform_parameter
 from .module import Module
 from .ops import causal_conv1d
 
@@ -21,8 +21,8 @@ class CausalConv1d(Module):
         super().__init__()
         self.channels, self.kernel = channels, kernel
         bound = 1.0 / math.sqrt(kernel)
-        self.weight = _uniform((channels, 1, kernel), bound, mg.float32, backend, None)
-        self.bias = _uniform((channels,), bound, mg.float32, backend, None) if bias else None
+        self.weight = uniform_parameter((channels, 1, kernel), bound, backend)
+        self.bias = uniform_parameter((channels,), bound, backend) if bias else None
 
     def forward(self, x: Tensor, silu: bool = True, cache=None) -> Tensor:
         """(B, T, C) -> (B, T, C). With a layer ``cache`` (inference), the conv continues from the inputs

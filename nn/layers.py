@@ -1,4 +1,4 @@
-"""The basic layers: Linear, Embedding, RMSNorm, initialised as PyTorch's are (a model's own init,
+"""The basic layers: Linear, Embedding, RMSNorm and the SwiGLU MLP, initialised as PyTorch's are (a model's own init,
 such as ``CausalLM.init_weights``, then replaces these with its scheme)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from minigrad import Tensor
 from minigrad.backend import Backend
 
 from .module import Module, Parameter
-from .ops import linear, rms_norm
+from .ops import linear, rms_norm, swiglu_linear
 
 
-def _uniform(shape, bound: float, dtype, backend, generator) -> Parameter:
+def uniform_parameter(shape, bound: float, backend, dtype=mg.float32, generator=None) -> Parameter:
     """U(-bound, bound), drawn from ``generator`` (the default one when None)."""
     u = (generator or mg.default_generator()).random(shape, dtype)
     return Parameter(mg.tensor(((2 * u - 1) * bound).astype(dtype), backend=backend))
@@ -28,8 +28,8 @@ class Linear(Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
-        self.weight = _uniform((out_features, in_features), bound, dtype, backend, generator)
-        self.bias = _uniform((out_features,), bound, dtype, backend, generator) if bias else None
+        self.weight = uniform_parameter((out_features, in_features), bound, backend, dtype, generator)
+        self.bias = uniform_parameter((out_features,), bound, backend, dtype, generator) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
@@ -66,3 +66,17 @@ class RMSNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}"
+
+
+class MLP(Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)), ``intermediate_size`` wide."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, backend: str | Backend | None = None):
+        super().__init__()
+        self.gate_proj = Linear(hidden_size, intermediate_size, backend=backend)
+        self.up_proj = Linear(hidden_size, intermediate_size, backend=backend)
+        self.down_proj = Linear(intermediate_size, hidden_size, backend=backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # silu(gate_proj(x)) * up_proj(x), with both projections as one product
+        return self.down_proj(swiglu_linear(x, self.gate_proj.weight, self.up_proj.weight))

@@ -4,6 +4,11 @@
     for each block:  x = x + attn(rms_norm(x));  x = x + mlp(rms_norm(x))
     logits = lm_head(rms_norm(x))
 
+An attention block's attention is grouped-query attention or, when the config sets ``kv_latent_dim``,
+DeepSeek's MLA (``nn/mla.py``); its MLP is a dense SwiGLU or, when it sets ``num_experts``, a
+Mixture-of-Experts (``nn/moe.py``) from layer ``first_dense_layers`` on: with both, the model is
+transformers' DeepseekV3 (``make_attention``, ``make_mlp``).
+
 Layers listed in ``model.mamba_layers`` are Mamba blocks instead (``nn/ssm_block.py``): x = x + mixer(rms_norm(x)).
 A model whose layers are all Mamba blocks takes transformers' Mamba names (``backbone.*``); any other keeps the
 Llama names (``model.*``), its Mamba blocks at ``model.layers.{i}.norm`` / ``model.layers.{i}.mixer``.
@@ -19,9 +24,11 @@ from minigrad.backend import Backend, get_backend
 
 from .cache import AttentionCache, ModelCache
 from .config import ModelConfig
-from .layers import Embedding, Linear, RMSNorm
+from .layers import MLP, Embedding, Linear, RMSNorm
+from .mla import MLA
 from .module import Module, ModuleList
-from .ops import apply_rope, causal_attention, linear, linear_split, rope_tables, swiglu_linear
+from .moe import MoE, fuse_per_expert_weights
+from .ops import apply_rope, causal_attention, linear, linear_split, rope_tables
 from .ssm_block import MambaBackbone, MambaBlock
 
 
@@ -53,20 +60,21 @@ class Attention(Module):
         out = causal_attention(q, k, v, offset=offset)                    # (B, T, H, D)
         return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim))
 
+    def new_cache(self, batch: int, max_len: int, dtype) -> AttentionCache:
+        return AttentionCache(batch, max_len, self.kv_heads, self.head_dim, self.q_proj.weight.backend, dtype)
 
-class MLP(Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
 
-    def __init__(self, cfg: ModelConfig, backend: Backend):
-        super().__init__()
-        h, f = cfg.hidden_size, cfg.ffn_size
-        self.gate_proj = Linear(h, f, backend=backend)
-        self.up_proj = Linear(h, f, backend=backend)
-        self.down_proj = Linear(f, h, backend=backend)
+def make_attention(cfg: ModelConfig, layer_idx: int, backend: Backend) -> Module:
+    """An attention block's attention: MLA when the config sets kv_latent_dim, else grouped-query."""
+    return MLA(cfg, layer_idx, backend) if cfg.uses_mla else Attention(cfg, layer_idx, backend)
 
-    def forward(self, x: Tensor) -> Tensor:
-        # silu(gate_proj(x)) * up_proj(x), with both projections as one product
-        return self.down_proj(swiglu_linear(x, self.gate_proj.weight, self.up_proj.weight))
+
+def make_mlp(cfg: ModelConfig, layer_idx: int, backend: Backend) -> Module:
+    """An attention block's MLP: Mixture-of-Experts when the config sets num_experts (after its first
+    first_dense_layers layers), else a dense SwiGLU."""
+    if cfg.is_moe_layer(layer_idx):
+        return MoE(cfg, layer_idx, backend)
+    return MLP(cfg.hidden_size, cfg.dense_ffn_size if cfg.uses_moe else cfg.ffn_size, backend)
 
 
 class DecoderBlock(Module):
@@ -75,17 +83,17 @@ class DecoderBlock(Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int, backend: Backend):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
-        self.self_attn = Attention(cfg, layer_idx, backend)
+        self.self_attn = make_attention(cfg, layer_idx, backend)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
-        self.mlp = MLP(cfg, backend)
+        self.mlp = make_mlp(cfg, layer_idx, backend)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: AttentionCache | None = None) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
-    def new_cache(self, batch: int, max_len: int, dtype) -> AttentionCache:
-        a = self.self_attn
-        return AttentionCache(batch, max_len, a.kv_heads, a.head_dim, a.q_proj.weight.backend, dtype)
+    def new_cache(self, batch: int, max_len: int, dtype):
+        """Keys and values (AttentionCache), or MLA's latents (nn.mla.LatentCache)."""
+        return self.self_attn.new_cache(batch, max_len, dtype)
 
 
 def make_block(cfg: ModelConfig, layer_idx: int, backend: Backend) -> Module:
@@ -103,7 +111,7 @@ class LlamaModel(Module):
         self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, backend=backend)
         self.layers = ModuleList([make_block(cfg, i, backend) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend=backend)
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, backend)
+        cos, sin = rope_tables(cfg.rope_dim, cfg.max_seq_len, cfg.rope_theta, backend)
         self.register_buffer("rope_cos", cos, persistent=False)  # recomputed from the config, not saved
         self.register_buffer("rope_sin", sin, persistent=False)
 
@@ -148,7 +156,8 @@ class CausalLM(Module):
         for name, p in self.named_parameters():
             if p.ndim == 1 or id(p) in own:
                 continue  # RMSNorm weights keep their ones
-            std = resid_std if name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight")) else 0.02
+            resid = name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight", "experts.down_proj"))
+            std = resid_std if resid else 0.02
             p.data = p.backend.asarray((gen.normal(p.shape, p.dtype) * std).astype(p.dtype))
 
     @property
@@ -165,6 +174,46 @@ class CausalLM(Module):
     def _ignored_state_keys(self) -> set[str]:
         # transformers' tied models also list lm_head.weight; it is the embedding here.
         return {"lm_head.weight"} if self.lm_head is None else set()
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """As Module's; MoE experts may come per expert (``experts.{e}.gate_proj.weight``...) or fused."""
+        super().load_state_dict(fuse_per_expert_weights(state), strict)
+
+    # ---- the MoE layers' training hooks (train.py calls these; a model without experts answers None)
+    def moe_layers(self) -> list[MoE]:
+        return [m for m in self.modules() if isinstance(m, MoE)]
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """The load-balancing losses of the MoE layers in the latest training forward, summed (one per
+        layer, as Switch Transformer adds them); None without MoE layers or with moe_balance: none.
+        The trainer adds trainer.load_balance_alpha times it to the loss."""
+        losses = [m.aux_loss for m in self.moe_layers() if m.aux_loss is not None]
+        if not losses or self.config.moe_balance == "none":
+            return None
+        return losses[0] if len(losses) == 1 else mg.stack(losses).sum()
+
+    def after_step(self, allreduce=None) -> None:
+        """Called after each optimizer step: with moe_balance: bias_update, each MoE router's bias moves
+        toward balance by the load of the step just taken (DeepSeek-V3's auxiliary-loss-free balancing).
+        ``allreduce``: sums an array over the processes of a data-parallel job (they then agree)."""
+        for m in self.moe_layers():
+            if self.config.moe_balance == "bias_update":
+                m.update_bias(allreduce)
+            else:
+                m.since_step.reset()
+
+    def routing_stats(self, allreduce=None) -> dict | None:
+        """Since the last call: each MoE layer's tokens per expert, the dropped slots, the mean aux loss
+        and the load imbalance (the busiest expert's tokens over the mean; 1 is perfect balance, the
+        worst layer's is reported), over all processes with ``allreduce``. None without MoE layers."""
+        layers = self.moe_layers()
+        if not layers:
+            return None
+        reports = {str(m.layer_idx): m.report(allreduce) for m in layers}
+        return {"expert_tokens": {i: r["expert_tokens"] for i, r in reports.items()},
+                "dropped_tokens": sum(r["dropped_tokens"] for r in reports.values()),
+                "aux_loss": sum(r["aux_loss"] for r in reports.values()),
+                "load_imbalance": max(r["load_imbalance"] for r in reports.values())}
 
     def forward(self, ids: Tensor, cache=None) -> Tensor:
         if ids.ndim != 2:
@@ -184,6 +233,8 @@ class CausalLM(Module):
 
     def extra_repr(self) -> str:
         c = self.config
+        attention = f"mla(kv_latent={c.kv_latent_dim})" if c.uses_mla else f"kv_heads={c.n_kv_heads}"
+        experts = f", experts={c.num_experts} top-{c.experts_per_tok}" if c.uses_moe else ""
         mamba = f", mamba_layers={c.mamba_layers} ({c.mamba.family})" if c.mamba_layers else ""
-        return (f"hidden={c.hidden_size}, layers={c.num_layers}, heads={c.num_heads}, "
-                f"kv_heads={c.n_kv_heads}, vocab={c.vocab_size}{mamba}")
+        return (f"hidden={c.hidden_size}, layers={c.num_layers}, heads={c.num_heads}, {attention}{experts}, "
+                f"vocab={c.vocab_size}{mamba}")

@@ -26,7 +26,7 @@ from safetensors.numpy import save as st_save
 from minigrad.io import CheckpointError, non_finite
 from minigrad.io.safetensors_io import SafetensorsError, load_safetensors
 
-from . import arch_llama, arch_mamba
+from . import arch_deepseek, arch_llama, arch_mamba
 from .config import ConfigError, ModelConfig, model_config
 from .llama import CausalLM
 from .module import Module, StateDictError
@@ -58,6 +58,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture("llama", arch_llama.HF_CLASS, arch_llama.MODEL_TYPE, CausalLM, arch_llama.config_to_hf,
                           arch_llama.config_from_hf, arch_llama.weights_to_hf, arch_llama.weights_from_hf,
                           gguf_metadata=arch_llama.gguf_metadata, gguf_tensors=arch_llama.gguf_tensors),
+    "deepseek_v3": Architecture("deepseek_v3", arch_deepseek.HF_CLASS, arch_deepseek.MODEL_TYPE, CausalLM,
+                                arch_deepseek.config_to_hf, arch_deepseek.config_from_hf, arch_deepseek.weights_to_hf,
+                                arch_deepseek.weights_from_hf),
     "mamba1": Architecture("mamba1", *arch_mamba.MAMBA1, CausalLM, arch_mamba.mamba1_config_to_hf,
                            arch_mamba.config_from_hf, arch_mamba.weights_to_hf, arch_mamba.weights_from_hf),
     "mamba2": Architecture("mamba2", *arch_mamba.MAMBA2, CausalLM, arch_mamba.mamba2_config_to_hf,
@@ -67,7 +70,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 # What each family is called in messages, including those whose converter is not on this branch yet.
 FAMILY_NAMES = {"llama": "Llama-style", "mamba1": "Mamba1 (MambaForCausalLM)", "mamba2": "Mamba2 (Mamba2ForCausalLM)",
                 "mamba3": "Mamba3 (own model_type)", "hybrid": "Mamba/attention hybrid (own model_type)",
-                "deepseek_v3": "MLA + MoE (DeepseekV3ForCausalLM)"}
+                "deepseek_v3": "MLA + MoE (DeepseekV3ForCausalLM)", "moe": "MoE or MLA (own model_type)"}
 
 
 def family_of(cfg: ModelConfig) -> str:
@@ -79,7 +82,7 @@ def family_of(cfg: ModelConfig) -> str:
             return "mamba3"
         return "mamba2" if any(getattr(cfg, k) for k in vars(cfg) if k.startswith("mamba2_")) else "mamba1"
     if cfg.kv_latent_dim or cfg.q_latent_dim or cfg.num_experts:
-        return "deepseek_v3"
+        return "deepseek_v3" if arch_deepseek.is_deepseek_v3(cfg) else "moe"
     return "llama"
 
 
@@ -120,6 +123,12 @@ def own_config_from_hf(hf: dict, where: str) -> dict[str, Any]:
 for _family, _names in (("mamba3", arch_mamba.MAMBA3), ("hybrid", arch_mamba.HYBRID)):
     ARCHITECTURES[_family] = Architecture(_family, *_names, CausalLM, own_config_to_hf(*_names), own_config_from_hf,
                                           arch_mamba.weights_to_hf, arch_mamba.weights_from_hf, in_transformers=False)
+
+# MoE with grouped-query attention or a softmax router (Mixtral-, DeepSeek-V2-like): our own model_type
+ARCHITECTURES["moe"] = Architecture("moe", "MinigradMoEForCausalLM", "minigrad_moe", CausalLM,
+                                    own_config_to_hf("MinigradMoEForCausalLM", "minigrad_moe"), own_config_from_hf,
+                                    lambda state, cfg: dict(state), lambda weights, cfg: dict(weights),
+                                    in_transformers=False)
 
 
 def _dtype_name(state: dict[str, np.ndarray]) -> str:

@@ -47,6 +47,7 @@ def cases(dt, rng):
     scan_starts = ref("selective_scan_forward")(u, delta, A, Bm, Cm, None, 2)[2]
     xs, a, Bs, Cs = r(2, 5, 1, 4, 3), -np.abs(r(2, 5, 4)) * 0.5, r(2, 5, 1, 2, 4), r(2, 5, 1, 2, 4)
     ssd_starts = ref("ssd_forward")(xs, a, Bs, Cs, 2, None)[2]
+    slot_row = np.array([[0, 1], [-1, 2], [3, 4]])  # MoE: 3 tokens' 2 slots, one dropped, in 5 buffer rows
     return {
         "rms_norm_forward": (x, w, 1e-5),
         "rms_norm_backward": (r(3, 8), x, w, (np.abs(r(3, 1)) + 1).astype(dt)),
@@ -68,6 +69,12 @@ def cases(dt, rng):
         "ssd_backward": (r(2, 5, 1, 4, 3), xs, a, Bs, Cs, 2, ssd_starts),
         "adamw_step_multi": ([r(6), r(2, 3)], [r(6), r(2, 3)], [r(6), r(2, 3)], [np.abs(r(6)), np.abs(r(2, 3))],
                              1e-2, 0.9, 0.99, 1e-8, 0.1, 3),
+        "moe_topk": (r(6, 4), 2, 2, 1, "top2"),
+        "moe_sort_by_expert": (np.array([[0, 2], [2, 1], [3, 2]]), 4, 2),
+        "moe_gather": (r(3, 5), np.array([0, 3, 5, 2, 1]), 2),
+        "moe_gather_backward": (r(5, 4), slot_row),
+        "moe_combine": (r(5, 4), slot_row, r(3, 2)),
+        "moe_combine_backward": (r(3, 4), r(5, 4), slot_row, r(3, 2)),
     }
 
 def copy(a):
@@ -108,9 +115,11 @@ def test_every_kernel_runs_on_numba_after_import_minigrad_alone():
     for r in rows:
         tol = 1e-5 if r["dtype"] == "float32" else 0.0  # float16: the reference itself runs
         assert r["rel_err"] <= tol, r
-        # The Numba twins handle float32 themselves; Numba has no float16, so they decline it. The fused
-        # multi-tensor AdamW has no Numba twin (AdamW then steps each parameter with adamw_step's).
-        assert r["declined"] == (r["dtype"] == "float16" or r["name"] not in CPU_KERNELS), r
+        # The Numba twins handle float32 themselves; Numba has no float16, so they decline it (the sort by
+        # expert takes only integers: it has nothing to decline). The fused multi-tensor AdamW has no Numba
+        # twin (AdamW then steps each parameter with adamw_step's).
+        float16_declines = r["dtype"] == "float16" and r["name"] != "moe_sort_by_expert"
+        assert r["declined"] == (float16_declines or r["name"] not in CPU_KERNELS), r
 
 
 def test_reference_table_is_the_contract_list_and_every_table_a_subset():

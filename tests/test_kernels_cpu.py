@@ -122,6 +122,29 @@ def test_attention_kernels(dtype, b, t, s, h, kv, d, offset):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("b,t,s,h,kv,d,dv,offset", [
+    (2, 6, 6, 4, 4, 12, 8, 0),    # MLA: query/key heads nope + rope wide, value heads narrower
+    (1, 70, 70, 3, 3, 10, 16, 0),  # a wider value head, two causal blocks
+    (2, 1, 9, 4, 2, 6, 4, 8),      # decode with a cache, grouped heads
+])
+def test_attention_kernels_with_value_heads_of_another_width(dtype, b, t, s, h, kv, d, dv, offset):
+    rng = np.random.default_rng(17)
+    q, k, v = randn(rng, (b, t, h, d), dtype), randn(rng, (b, s, kv, d), dtype), randn(rng, (b, s, kv, dv), dtype)
+    scale = 1.0 / math.sqrt(d)
+    fwd, fwd_ref = both("attention_forward")
+    (out, p), (out_ref, p_ref) = fwd(q, k, v, scale, offset), fwd_ref(q, k, v, scale, offset)
+    assert out_ref.shape == (b, t, h, dv)
+    close(out, out_ref, dtype, "out")
+    close(p, p_ref, dtype, "P")
+    g = randn(rng, (b, t, h, dv), dtype)
+    bwd, bwd_ref = both("attention_backward")
+    for ours, ref, what in zip(bwd(g, q, k, v, p_ref, scale, offset),
+                               bwd_ref(g, q, k, v, p_ref, scale, offset), ("dq", "dk", "dv")):
+        close(ours, ref, dtype, what)
+    assert CPU_KERNELS["attention_forward"](q, k, v, scale, offset) is not NotImplemented  # the twin ran
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_attention_kernels_on_strided_projections(dtype):
     rng = np.random.default_rng(4)
     q, k, v = _qkv_views(rng, 2, 6, 4, 2, 8, dtype)
@@ -323,16 +346,16 @@ def test_rope_function(backend, dtype, offset):
                 lambda x: _torch_rope(x, torch.tensor(c), torch.tensor(s)), [x], backend)
 
 
-def _torch_attention(q, k, v, offset):
+def _torch_attention(q, k, v, offset, scale=None):
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
     qh = q.transpose(1, 2)                                             # (B, H, T, D)
     kh = k.repeat_interleave(h // kv, dim=2).transpose(1, 2)           # (B, H, S, D)
     vh = v.repeat_interleave(h // kv, dim=2).transpose(1, 2)
-    scores = qh @ kh.transpose(-1, -2) / math.sqrt(d)
+    scores = qh @ kh.transpose(-1, -2) * (scale or 1 / math.sqrt(d))
     mask = torch.arange(s)[None, :] > (torch.arange(t)[:, None] + offset)
     probs = scores.masked_fill(mask, float("-inf")).softmax(dim=-1)
-    return (probs @ vh).transpose(1, 2)                                # (B, T, H, D)
+    return (probs @ vh).transpose(1, 2)                                # (B, T, H, Dv)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -345,6 +368,16 @@ def test_causal_attention_function(backend, dtype, t, s, h, kv, offset):
     check_fused(lambda q, k, v: nn.ops.causal_attention(q, k, v, offset),
                 lambda q, k, v: nn.ops.causal_attention_simple(q, k, v, offset),
                 lambda q, k, v: _torch_attention(q, k, v, offset), [q, k, v], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_causal_attention_function_with_narrower_value_heads(backend, dtype):
+    rng = np.random.default_rng(18)
+    q, k, v = randn(rng, (2, 5, 4, 12), dtype), randn(rng, (2, 5, 4, 12), dtype), randn(rng, (2, 5, 4, 6), dtype)
+    check_fused(lambda q, k, v: nn.ops.causal_attention(q, k, v, 0, scale=0.2),
+                lambda q, k, v: nn.ops.causal_attention_simple(q, k, v, 0, scale=0.2),
+                lambda q, k, v: _torch_attention(q, k, v, 0, scale=0.2), [q, k, v], backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -21,6 +21,8 @@ from . import (
     cross_entropy,
     erf,
     index_add,
+    moe_dispatch,
+    moe_routing,
     rms_norm,
     rope,
     selective_scan,
@@ -30,7 +32,7 @@ from . import (
 from ._cache_guard import refresh_stale_caches
 
 refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu, causal_conv1d,
-                      selective_scan, ssd])
+                      selective_scan, ssd, moe_dispatch])
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,
@@ -51,4 +53,10 @@ KERNELS: dict[str, Callable] = {
     "selective_scan_backward": selective_scan.selective_scan_backward,
     "ssd_forward": ssd.ssd_forward,
     "ssd_backward": ssd.ssd_backward,
+    "moe_topk": moe_routing.moe_topk,
+    "moe_sort_by_expert": moe_routing.moe_sort_by_expert,
+    "moe_gather": moe_dispatch.moe_gather,
+    "moe_gather_backward": moe_dispatch.moe_gather_backward,
+    "moe_combine": moe_dispatch.moe_combine,
+    "moe_combine_backward": moe_dispatch.moe_combine_backward,
 }

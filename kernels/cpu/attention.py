@@ -19,9 +19,9 @@ Two things make it cheaper than the reference:
   thread handoff per call instead of one per small BLAS product.
 
 Layouts at the kernel boundary are the reference's (kernels/reference/attention.py): q (B, T, H, D),
-k and v (B, S, KV, D); P is returned as a (B, KV, G, T, S) view of the (B, KV, T, G, S)
-array the backward kernel works on. Dtypes other than float32/float64, a negative offset or
-scale, and a backward without the forward's offset return NotImplemented.
+k (B, S, KV, D), v (B, S, KV, Dv) (Dv != D in MLA); P is returned as a (B, KV, G, T, S) view of
+the (B, KV, T, G, S) array the backward kernel works on. Dtypes other than float32/float64, a
+negative offset or scale, and a backward without the forward's offset return NotImplemented.
 """
 
 from __future__ import annotations
@@ -112,13 +112,13 @@ def _matrices(a: np.ndarray) -> np.ndarray:
 def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, offset: int):
     if not same_float(q, k, v) or offset < 0 or not scale > 0:
         return NotImplemented
-    b, t, h, d = q.shape
-    s, kv = k.shape[1], k.shape[2]
+    b, t, h, _ = q.shape
+    s, kv, dv = k.shape[1], k.shape[2], v.shape[3]
     g = h // kv
     qs = _grouped_rows(q, kv)                                  # (B, KV, T*G, D)
-    kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # (B, KV, S, D) views
+    kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # (B, KV, S, D), (B, KV, S, Dv) views
     p = np.empty((b, kv, t * g, s), dtype=q.dtype)             # rows (t, g)
-    o = np.empty((b, kv, t * g, d), dtype=q.dtype)
+    o = np.empty((b, kv, t * g, dv), dtype=q.dtype)
     scale, offset = q.dtype.type(scale), int(offset)
 
     def slab(task):  # one thread's share of the (batch, kv head) pairs
@@ -145,12 +145,12 @@ def attention_backward(g: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarra
     s, kv = k.shape[1], k.shape[2]
     grp = h // kv
     p = np.ascontiguousarray(p.transpose(0, 1, 3, 2, 4)).reshape(b, kv, t * grp, s)  # free for our own P
-    qs, gs = _grouped_rows(q, kv), _grouped_rows(g, kv)         # (B, KV, T*G, D)
-    kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)   # (B, KV, S, D) views
+    qs, gs = _grouped_rows(q, kv), _grouped_rows(g, kv)         # (B, KV, T*G, D), (B, KV, T*G, Dv)
+    kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)   # (B, KV, S, D), (B, KV, S, Dv) views
     ds = np.empty((b, kv, t * grp, s), dtype=q.dtype)
     dqs = np.empty((b, kv, t * grp, d), dtype=q.dtype)
     dk = np.empty((b, s, kv, d), dtype=q.dtype)
-    dv = np.empty((b, s, kv, d), dtype=q.dtype)
+    dv = np.empty((b, s, kv, v.shape[3]), dtype=q.dtype)
     dkt, dvt = dk.transpose(0, 2, 1, 3), dv.transpose(0, 2, 1, 3)   # (B, KV, S, D) views, written in place
     scale, offset = q.dtype.type(scale), int(offset)
 

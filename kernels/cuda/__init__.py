@@ -42,4 +42,5 @@ KERNELS: dict[str, Callable] = {
 NOT_YET: frozenset[str] = frozenset({
     "causal_conv1d_forward", "causal_conv1d_backward", "selective_scan_forward", "selective_scan_backward",
     "ssd_forward", "ssd_backward",
+    "moe_topk", "moe_sort_by_expert", "moe_gather", "moe_gather_backward", "moe_combine", "moe_combine_backward",
 })

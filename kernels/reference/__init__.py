@@ -17,6 +17,8 @@ from .causal_conv1d import causal_conv1d_backward, causal_conv1d_forward
 from .cross_entropy import softmax_cross_entropy
 from .erf import erf
 from .index_add import index_add
+from .moe_dispatch import moe_combine, moe_combine_backward, moe_gather, moe_gather_backward
+from .moe_routing import moe_sort_by_expert, moe_topk
 from .rms_norm import rms_norm_backward, rms_norm_forward
 from .rope import rope_backward, rope_forward
 from .selective_scan import selective_scan_backward, selective_scan_forward
@@ -43,4 +45,10 @@ KERNELS: dict[str, Callable] = {
     "ssd_forward": ssd_forward,
     "ssd_backward": ssd_backward,
     "adamw_step_multi": adamw_step_multi,
+    "moe_topk": moe_topk,
+    "moe_sort_by_expert": moe_sort_by_expert,
+    "moe_gather": moe_gather,
+    "moe_gather_backward": moe_gather_backward,
+    "moe_combine": moe_combine,
+    "moe_combine_backward": moe_combine_backward,
 }

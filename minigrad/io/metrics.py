@@ -134,11 +134,12 @@ class Reporter:
             except BrokenPipeError:
                 silence(self.out)
 
-    def step(self, n: int, loss: float, tokens_per_s: float, lr: float) -> None:
+    def step(self, n: int, loss: float, tokens_per_s: float, lr: float, extra: dict[str, str] | None = None) -> None:
+        """Advance the bar; ``extra``: more fields for its postfix (an MoE model's load imbalance)."""
         if self.bar is not None:
             try:
                 self.bar.update(n)
-                self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}",
+                self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", lr=f"{lr:.2e}", **(extra or {}),
                                      refresh=False)
             except BrokenPipeError:
                 silence(sys.stderr)

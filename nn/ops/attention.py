@@ -1,7 +1,8 @@
 """Causal scaled dot-product attention with grouped-query heads.
 
-Layout: q (B, T, H, D), k and v (B, S, KV, D), out (B, T, H, D): the projections' natural
-layout, so no transposes are needed around the op. H = KV * G: each group of G query heads
+Layout: q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, Dv), out (B, T, H, Dv): the projections'
+natural layout, so no transposes are needed around the op. Dv = D except in MLA, whose query/key
+heads carry a rotary part that the value heads do not. H = KV * G: each group of G query heads
 shares one key/value head. Query i sits at position ``offset + i`` and sees keys 0..offset+i
 (``offset`` > 0 when a KV cache holds earlier positions). The reference kernels are in
 kernels/reference/attention.py, the Numba twins in kernels/cpu/attention.py.
@@ -29,8 +30,8 @@ class CausalAttention(Function):
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor) -> None:
-    if q.ndim != 4 or k.shape != v.shape or k.ndim != 4:
-        raise ValueError(f"causal_attention: expected q (B,T,H,D) and k, v (B,S,KV,D), got "
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4 or k.shape[:3] != v.shape[:3]:
+        raise ValueError(f"causal_attention: expected q (B,T,H,D), k (B,S,KV,D) and v (B,S,KV,Dv), got "
                          f"{q.shape}, {k.shape}, {v.shape}")
     if q.shape[2] % k.shape[2] or q.shape[3] != k.shape[3] or q.shape[0] != k.shape[0]:
         raise ValueError(f"causal_attention: query heads {q.shape[2]} must be a multiple of kv heads "
@@ -49,7 +50,7 @@ def causal_attention_simple(q: Tensor, k: Tensor, v: Tensor, offset: int = 0,
     """The same attention from primitive ops: autograd derives its backward."""
     _check(q, k, v)
     b, t, h, d = q.shape
-    s, kvh = k.shape[1], k.shape[2]
+    s, kvh, dv = k.shape[1], k.shape[2], v.shape[3]
     g = h // kvh
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     qh = q.transpose(1, 2).reshape(b, kvh, g, t, d)            # (B, KV, G, T, D)
@@ -58,5 +59,5 @@ def causal_attention_simple(q: Tensor, k: Tensor, v: Tensor, offset: int = 0,
     scores = (qh @ kh.transpose(-1, -2)) * scale                # (B, KV, G, T, S)
     mask = Tensor._from_array(causal_mask(q.backend.xp, t, s, offset), q.backend)
     probs = scores.masked_fill(mask, float("-inf")).softmax(axis=-1)
-    out = probs @ vh                                            # (B, KV, G, T, D)
-    return out.reshape(b, h, t, d).transpose(1, 2)              # (B, T, H, D)
+    out = probs @ vh                                            # (B, KV, G, T, Dv)
+    return out.reshape(b, h, t, dv).transpose(1, 2)             # (B, T, H, Dv)
