@@ -199,7 +199,7 @@ def test_a_fresh_run_into_a_used_directory_is_refused_untouched(files, capsys):
 
 def test_two_runs_at_once_the_second_is_refused_and_a_stale_lock_is_taken_over(files):
     run = files / "run"
-    long_run = argv(files, run, "--set", "trainer.max_steps=100000")
+    long_run = argv(files, run, "--set", "trainer.max_steps=100000", "--epochs", "0")  # (no epoch limit)
     first = subprocess.Popen([sys.executable, TRAIN, *long_run], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_steps(run, first, 2)
