@@ -174,7 +174,7 @@ def test_ssd_reference_equals_torch_recurrence(r, h, g):
     (1, 64, 1, 2, 16, 2, 8, 64, False),  # one full chunk
     (1, 1, 1, 3, 4, 1, 6, 8, True),      # one step (decode-sized)
     (2, 20, 3, 2, 5, 1, 4, 7, True),     # rank 3, chunk 7
-    (2, 45, 2, 4, 6, 2, 5, 20, True),    # rank 2, chunks long enough for the causal products' split
+    (2, 45, 2, 4, 6, 2, 5, 28, True),    # rank 2, chunks of 28 and 17 steps: causal products in 3 and 2 blocks
 ])
 def test_ssd_numba_equals_reference(dtype, bt, t, r, h, p, g, n, chunk, with_h0):
     rng = np.random.default_rng(5)
