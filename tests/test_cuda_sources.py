@@ -255,6 +255,8 @@ def _launcher_cases(rng, dt):
         "attention_backward": (r(2, 5, 4, 8), q, k, v, None, 0.3, 2),
         "softmax_cross_entropy": (r(4, 9), np.array([0, -100, 8, 3]), -100),
         "index_add": (np.zeros((5, 3), dt), np.array([4, 0, -1, 2]), r(4, 3)),
+        "causal_conv1d_forward": (r(2, 5, 6), r(6, 4), r(6), True),
+        "causal_conv1d_backward": (r(2, 5, 6), r(2, 5, 6), r(6, 4), None, True),
         "erf": (r(3, 8)[:, ::2],),
         "adamw_step": (r(4), r(4), r(4), r(4) ** 2, 1e-3, 0.9, 0.99, 1e-8, 0.1, 2),
         "adamw_step_multi": ([r(4), r(2, 3)], [r(4).astype(low), r(2, 3).astype(low)],  # mixed precision's call

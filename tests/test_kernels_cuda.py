@@ -236,6 +236,22 @@ def test_fused_adamw_equals_the_reference_loop(cp, mixed):
             close(ours, theirs, mixed)
 
 
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("b,t,c,k,silu,bias", [(2, 9, 40, 4, True, True), (1, 3, 7, 4, False, False),
+                                               (3, 17, 5, 2, True, False), (1, 150, 33, 8, False, True)])
+def test_causal_conv1d(cp, dtname, b, t, c, k, silu, bias):
+    dt, rng = _dtype(dtname), np.random.default_rng(12)
+    x, w, g = rand(rng, (b, t, c), dt), rand(rng, (c, k), dt, 0.5), rand(rng, (b, t, c), dt)
+    bv = rand(rng, (c,), dt) if bias else None
+    y, y_r = run_both(cp, "causal_conv1d_forward", (x, w, bv, silu), dtname)
+    close(y, y_r, dtname, "y")
+    grads, want = run_both(cp, "causal_conv1d_backward", (g, x, w, bv, silu), dtname)
+    for ours, theirs, what in zip(grads, want, ("dx", "dw", "dbias")):
+        assert (ours is None) == (theirs is None), what
+        if theirs is not None:
+            close(ours, theirs, dtname, what)
+
+
 def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
     """Another interleaving at the barriers (last thread first): a missing __syncthreads shows up as a
     difference between the two orders."""
