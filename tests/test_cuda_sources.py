@@ -257,6 +257,9 @@ def _launcher_cases(rng, dt):
         "index_add": (np.zeros((5, 3), dt), np.array([4, 0, -1, 2]), r(4, 3)),
         "causal_conv1d_forward": (r(2, 5, 6), r(6, 4), r(6), True),
         "causal_conv1d_backward": (r(2, 5, 6), r(2, 5, 6), r(6, 4), None, True),
+        "selective_scan_forward": (r(2, 5, 6), r(2, 5, 6), r(6, 3), r(2, 5, 3), r(2, 5, 3), None, 2),
+        "selective_scan_backward": (r(2, 5, 6), r(2, 5, 6), r(2, 5, 6), r(6, 3), r(2, 5, 3), r(2, 5, 3),
+                                    r(2, 3, 6, 3), 2),
         "erf": (r(3, 8)[:, ::2],),
         "adamw_step": (r(4), r(4), r(4), r(4) ** 2, 1e-3, 0.9, 0.99, 1e-8, 0.1, 2),
         "adamw_step_multi": ([r(4), r(2, 3)], [r(4).astype(low), r(2, 3).astype(low)],  # mixed precision's call

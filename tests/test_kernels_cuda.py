@@ -252,6 +252,25 @@ def test_causal_conv1d(cp, dtname, b, t, c, k, silu, bias):
             close(ours, theirs, dtname, what)
 
 
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("bt,t,d,n,chunk,with_h0", [(2, 13, 37, 5, 4, True), (1, 5, 3, 16, 64, False),
+                                                    (1, 3, 70, 20, 2, False)])
+def test_selective_scan(cp, dtname, bt, t, d, n, chunk, with_h0):
+    """Odd T (not a multiple of chunk), D past a warp (dead lanes), N in both state-size variants."""
+    dt, rng = _dtype(dtname), np.random.default_rng(13)
+    u, b_in, c_in = rand(rng, (bt, t, d), dt), rand(rng, (bt, t, n), dt), rand(rng, (bt, t, n), dt)
+    delta = (rng.random((bt, t, d)) * 0.5).astype(dt)
+    a = -(rng.random((d, n)) * 2 + 0.1).astype(dt)
+    h0 = rand(rng, (bt, d, n), dt) if with_h0 else None
+    out, want = run_both(cp, "selective_scan_forward", (u, delta, a, b_in, c_in, h0, chunk), dtname)
+    for ours, theirs, what in zip(out, want, ("y", "last", "starts")):
+        close(ours, theirs, dtname, what)
+    g, starts = rand(rng, (bt, t, d), dt), want[2].astype(dt)
+    grads, want = run_both(cp, "selective_scan_backward", (g, u, delta, a, b_in, c_in, starts, chunk), dtname)
+    for ours, theirs, what in zip(grads, want, ("du", "ddelta", "dA", "dB", "dC")):
+        close(ours, theirs, dtname, what)
+
+
 def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
     """Another interleaving at the barriers (last thread first): a missing __syncthreads shows up as a
     difference between the two orders."""

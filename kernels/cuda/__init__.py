@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import adamw, attention, causal_conv1d, cross_entropy, erf, index_add, rms_norm, rope, swiglu
+from . import adamw, attention, causal_conv1d, cross_entropy, erf, index_add, rms_norm, rope, selective_scan, swiglu
 
-MODULES = (adamw, attention, causal_conv1d, cross_entropy, erf, index_add, rms_norm, rope, swiglu)
+MODULES = (adamw, attention, causal_conv1d, cross_entropy, erf, index_add, rms_norm, rope, selective_scan, swiglu)
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,
@@ -36,13 +36,14 @@ KERNELS: dict[str, Callable] = {
     "adamw_step_multi": adamw.adamw_step_multi,
     "causal_conv1d_forward": causal_conv1d.causal_conv1d_forward,
     "causal_conv1d_backward": causal_conv1d.causal_conv1d_backward,
+    "selective_scan_forward": selective_scan.selective_scan_forward,
+    "selective_scan_backward": selective_scan.selective_scan_backward,
 }
 
 # Contracts with no CUDA twin yet: on the cupy backend these run their reference (written against xp, so
 # CuPy runs it on the GPU, op by op). The Mamba scans and the MLA/MoE routing arrived after this table was
 # written; their CUDA twins are the next GPU issue's.
 NOT_YET: frozenset[str] = frozenset({
-    "selective_scan_forward", "selective_scan_backward",
     "ssd_forward", "ssd_backward",
     "moe_topk", "moe_sort_by_expert", "moe_gather", "moe_gather_backward", "moe_combine", "moe_combine_backward",
 })
