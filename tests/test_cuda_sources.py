@@ -171,6 +171,24 @@ def test_launch_configs_are_valid_and_cover_the_work(b, t, h, kv, d, hidden, ffn
     assert sum(1 for _ in adamw.chunk_table((5000, 1, 4096))[0]) == 2 + 1 + 1
 
 
+@pytest.mark.parametrize("bt,t,d,n,k,experts,tokens,hidden", [(8, 1024, 1536, 16, 4, 64, 8192, 768),
+                                                                 (1, 1, 5, 64, 8, 256, 1, 7168)])
+def test_mamba_and_moe_launch_configs_are_valid(bt, t, d, n, k, experts, tokens, hidden):
+    from kernels.cuda import causal_conv1d, moe_dispatch, moe_routing, selective_scan
+
+    dw, dw_sum, rows_per_part = causal_conv1d.dw_config(bt * t, d, k)
+    assert dw.grid[1] * rows_per_part >= bt * t and dw.grid[0] * causal_conv1d.CH >= d
+    scan = selective_scan.scan_config(bt, d)
+    assert scan.grid[0] * scan.threads >= d and scan.grid[1] == bt and selective_scan.max_n(n) >= n
+    rank, place = moe_routing.sort_configs(tokens * 8, experts)
+    checks = [causal_conv1d.elementwise_config(bt * t * d), dw, dw_sum, scan, selective_scan.sum_config(bt * t * n),
+              moe_routing.topk_config(tokens), rank, place, moe_dispatch.rows_config(tokens * 8, hidden),
+              moe_dispatch.dot_config(tokens * 8, hidden)]
+    for cfg in checks:
+        assert not _runtime.check_launch(cfg), (cfg, _runtime.check_launch(cfg))
+    assert rank.threads <= 1024 and place.grid[0] * place.threads >= tokens * 8
+
+
 def test_chunk_table_tiles_every_parameter_exactly():
     from kernels.cuda import adamw
 
@@ -260,6 +278,12 @@ def _launcher_cases(rng, dt):
         "selective_scan_forward": (r(2, 5, 6), r(2, 5, 6), r(6, 3), r(2, 5, 3), r(2, 5, 3), None, 2),
         "selective_scan_backward": (r(2, 5, 6), r(2, 5, 6), r(2, 5, 6), r(6, 3), r(2, 5, 3), r(2, 5, 3),
                                     r(2, 3, 6, 3), 2),
+        "moe_topk": (r(5, 8), 2, 4, 2, "top2"),
+        "moe_sort_by_expert": (np.array([[3, 0], [3, 1], [0, 3]]), 4, 1),
+        "moe_gather": (r(3, 6), np.array([1, 5, 0, 2]), 2),
+        "moe_gather_backward": (r(4, 6), np.array([[2, -1], [0, 3], [1, -1]])),
+        "moe_combine": (r(4, 6), np.array([[2, -1], [0, 3], [1, -1]]), r(3, 2)),
+        "moe_combine_backward": (r(3, 6), r(4, 6), np.array([[2, -1], [0, 3], [1, -1]]), r(3, 2)),
         "erf": (r(3, 8)[:, ::2],),
         "adamw_step": (r(4), r(4), r(4), r(4) ** 2, 1e-3, 0.9, 0.99, 1e-8, 0.1, 2),
         "adamw_step_multi": ([r(4), r(2, 3)], [r(4).astype(low), r(2, 3).astype(low)],  # mixed precision's call

@@ -271,6 +271,52 @@ def test_selective_scan(cp, dtname, bt, t, d, n, chunk, with_h0):
         close(ours, theirs, dtname, what)
 
 
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("k,n_group,topk_group,rule", [(1, 1, 1, "max"), (3, 1, 1, "max"), (3, 4, 2, "max"),
+                                                       (2, 4, 1, "top2"), (2, 8, 3, "top2")])
+def test_moe_topk_with_ties_and_groups(cp, dtname, k, n_group, topk_group, rule):
+    dt, rng = _dtype(dtname), np.random.default_rng(14)
+    scores = np.concatenate([rand(rng, (20, 16), np.float32), rng.integers(0, 4, (20, 16)) / 4])  # many exact ties
+    scores[-3:] = 0.5
+    scores = scores.astype(dt)
+    got = cuda("moe_topk")(cp.asarray(scores), k, n_group, topk_group, rule)
+    assert got is not NotImplemented
+    want = ref("moe_topk", scores, k, n_group, topk_group, rule)
+    assert cp.asnumpy(got).dtype == np.int64
+    np.testing.assert_array_equal(cp.asnumpy(got), want)
+
+
+@pytest.mark.parametrize("capacity", [-1, 0, 3, 1000])
+@pytest.mark.parametrize("n,k,e", [(50, 2, 9), (1, 1, 4), (300, 3, 5)])
+def test_moe_sort_by_expert_with_empty_experts(cp, capacity, n, k, e):
+    rng = np.random.default_rng(15)
+    idx = rng.integers(0, e - 1, (n, k))  # the last expert gets nothing
+    idx[: n // 3] = 1                     # a busy one, so capacities bite
+    got = cuda("moe_sort_by_expert")(cp.asarray(idx), e, capacity)
+    assert got is not NotImplemented
+    for ours, theirs, what in zip(got, ref("moe_sort_by_expert", idx, e, capacity),
+                                  ("order", "offsets", "slot_row", "load")):
+        assert cp.asnumpy(ours).dtype == np.int64, what
+        np.testing.assert_array_equal(cp.asnumpy(ours), theirs, err_msg=what)
+    assert cuda("moe_sort_by_expert")(cp.asarray(idx), 1, capacity) is NotImplemented  # ids outside [0, E)
+
+
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("capacity", [-1, 5])
+def test_moe_gather_and_combine(cp, dtname, capacity):
+    dt, rng = _dtype(dtname), np.random.default_rng(16)
+    n, k, e, h = 23, 3, 6, 37
+    order, _, slot_row, _ = ref("moe_sort_by_expert", rng.integers(0, e, (n, k)), e, capacity)
+    x, g, w = rand(rng, (n, h), dt), rand(rng, (n, h), dt), rng.random((n, k)).astype(dt)
+    ys = rand(rng, (order.size, h), dt)
+    for name, args in [("moe_gather", (x, order, k)), ("moe_gather_backward", (ys, slot_row)),
+                       ("moe_combine", (ys, slot_row, w)), ("moe_combine_backward", (g, ys, slot_row, w))]:
+        out, want = run_both(cp, name, args, dtname)
+        pairs = zip(out, want) if isinstance(want, tuple) else [(out, want)]
+        for ours, theirs in pairs:
+            close(ours, theirs, dtname, name)
+
+
 def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
     """Another interleaving at the barriers (last thread first): a missing __syncthreads shows up as a
     difference between the two orders."""

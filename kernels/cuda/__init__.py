@@ -16,9 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import adamw, attention, causal_conv1d, cross_entropy, erf, index_add, rms_norm, rope, selective_scan, swiglu
+from . import (
+    adamw,
+    attention,
+    causal_conv1d,
+    cross_entropy,
+    erf,
+    index_add,
+    moe_dispatch,
+    moe_routing,
+    rms_norm,
+    rope,
+    selective_scan,
+    swiglu,
+)
 
-MODULES = (adamw, attention, causal_conv1d, cross_entropy, erf, index_add, rms_norm, rope, selective_scan, swiglu)
+MODULES = (adamw, attention, causal_conv1d, cross_entropy, erf, index_add, moe_dispatch, moe_routing, rms_norm, rope,
+           selective_scan, swiglu)
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,
@@ -38,6 +52,12 @@ KERNELS: dict[str, Callable] = {
     "causal_conv1d_backward": causal_conv1d.causal_conv1d_backward,
     "selective_scan_forward": selective_scan.selective_scan_forward,
     "selective_scan_backward": selective_scan.selective_scan_backward,
+    "moe_topk": moe_routing.moe_topk,
+    "moe_sort_by_expert": moe_routing.moe_sort_by_expert,
+    "moe_gather": moe_dispatch.moe_gather,
+    "moe_gather_backward": moe_dispatch.moe_gather_backward,
+    "moe_combine": moe_dispatch.moe_combine,
+    "moe_combine_backward": moe_dispatch.moe_combine_backward,
 }
 
 # Contracts with no CUDA twin yet: on the cupy backend these run their reference (written against xp, so
@@ -45,5 +65,4 @@ KERNELS: dict[str, Callable] = {
 # written; their CUDA twins are the next GPU issue's.
 NOT_YET: frozenset[str] = frozenset({
     "ssd_forward", "ssd_backward",
-    "moe_topk", "moe_sort_by_expert", "moe_gather", "moe_gather_backward", "moe_combine", "moe_combine_backward",
 })
