@@ -110,7 +110,8 @@ def test_every_cu_file_compiles_with_nvcc_for_sm80_and_sm90():
             plan = {"attention_forward": cuda_attention.forward_shared_bytes,
                     "attention_backward_dq": cuda_attention.dq_shared_bytes,
                     "attention_backward_dkdv": cuda_attention.dkdv_shared_bytes}[name]
-            assert smem == plan(int(d["HEAD_DIM"]), acc, int(d["BLOCK_Q"]), int(d["BLOCK_K"])), (f, opts, name)
+            assert smem == plan(int(d["HEAD_DIM"]), acc, int(d["BLOCK_Q"]), int(d["BLOCK_K"]),
+                                int(d.get("V_DIM", d["HEAD_DIM"]))), (f, opts, name)
 
 
 def test_every_cu_file_compiles_with_nvrtc_as_cupy_compiles_it():
@@ -323,7 +324,7 @@ def test_launchers_decline_what_they_do_not_handle(monkeypatch):
     assert KERNELS["rope_forward"](np.zeros((1, 2, 1, 5), np.float32), np.zeros((2, 5)), np.zeros((2, 5))) \
         is NotImplemented  # odd head size
     q = np.zeros((1, 2, 2, 8), np.float32)
-    assert KERNELS["attention_forward"](q, q, np.zeros((1, 2, 2, 4), np.float32), 1.0, 0) is NotImplemented  # Dv != D
+    assert KERNELS["attention_forward"](q, q, np.zeros((1, 2, 2, 200), np.float32), 1.0, 0) is NotImplemented  # Dv
     assert KERNELS["attention_backward"](q, q, q, q, np.zeros((1, 1, 2, 2, 2)), 1.0, 0) is NotImplemented  # P
     assert KERNELS["index_add"](np.zeros((3, 2), np.float32), (np.array([0]), np.array([1])), np.ones(1, np.float32)) \
         is NotImplemented

@@ -160,6 +160,24 @@ def test_flash_attention_forward_and_backward(cp, dtname, b, t, s, h, kv, d, off
         close(ours, theirs, dtname, what)
 
 
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("b,t,s,h,kv,d,dv,offset", [(1, 5, 7, 4, 2, 12, 8, 2), (2, 70, 70, 2, 1, 24, 16, 0),
+                                                    (1, 9, 9, 2, 2, 8, 20, 0)])
+def test_flash_attention_with_mla_value_heads(cp, dtname, b, t, s, h, kv, d, dv, offset):
+    """MLA: value heads of Dv != D columns (T past a tile, grouped heads, an offset)."""
+    dt, rng = _dtype(dtname), np.random.default_rng(17)
+    q, k, v = rand(rng, (b, t, h, d), dt), rand(rng, (b, s, kv, d), dt, 2.0), rand(rng, (b, s, kv, dv), dt)
+    g = rand(rng, (b, t, h, dv), dt)
+    scale = 1.0 / math.sqrt(d)
+    (out, saved), (out_r, p_r) = run_both(cp, "attention_forward", (q, k, v, scale, offset), dtname)
+    close(out, out_r, dtname, "out")
+    grads = cuda("attention_backward")(cp.asarray(g), *(cp.asarray(a) for a in (q, k, v)), saved, scale, offset)
+    assert grads is not NotImplemented
+    want = ref("attention_backward", *spec_inputs([g, q, k, v], dt), p_r, scale, offset)
+    for ours, theirs, what in zip(grads, want, ("dq", "dk", "dv")):
+        close(ours, theirs, dtname, what)
+
+
 def test_flash_attention_on_strided_projections_and_the_reference_p_fallback(cp):
     rng = np.random.default_rng(4)
     qkv = cp.asarray(rand(rng, (2, 6, 8 * 8), np.float32))
