@@ -61,8 +61,8 @@ KERNELS: dict[str, Callable] = {
 }
 
 # Contracts with no CUDA twin yet: on the cupy backend these run their reference (written against xp, so
-# CuPy runs it on the GPU, op by op). The Mamba scans and the MLA/MoE routing arrived after this table was
-# written; their CUDA twins are the next GPU issue's.
+# CuPy runs it on the GPU, op by op). The conv1d, Mamba1's scan and MoE routing/dispatch have theirs (issue
+# 12); Mamba2/3's chunked SSD is still missing.
 NOT_YET: frozenset[str] = frozenset({
     "ssd_forward", "ssd_backward",
 })
