@@ -362,6 +362,35 @@ def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_mamba_and_moe_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
+    """The new kernels with barriers or shuffles (conv1d's dw sums, the scan backward's warp sums, the
+    per-expert prefix sums, combine's dot products), in the other thread order: the same bits."""
+    import cuda_emulator
+
+    if cuda_emulator.CXX is None:
+        pytest.skip("g++ is not on this machine: the CUDA emulator cannot build")
+    cuda_emulator.install(monkeypatch)
+    rng = np.random.default_rng(18)
+    x, w, g = rand(rng, (2, 19, 40), np.float32), rand(rng, (40, 4), np.float32), rand(rng, (2, 19, 40), np.float32)
+    u, b_in, c_in = rand(rng, (2, 9, 37), np.float32), rand(rng, (2, 9, 4), np.float32), rand(rng, (2, 9, 4),
+                                                                                                 np.float32)
+    delta, a = (rng.random((2, 9, 37)) * 0.5).astype(np.float32), -rng.random((37, 4)).astype(np.float32)
+    idx = rng.integers(0, 5, (300, 2))
+    ys, weights, gt = rand(rng, (600, 9), np.float32), rand(rng, (300, 2), np.float32), rand(rng, (300, 9), np.float32)
+
+    def everything():
+        conv = cuda("causal_conv1d_backward")(g, x, w, w[:, 0], True)
+        y, _, starts = cuda("selective_scan_forward")(u, delta, a, b_in, c_in, None, 4)
+        scan = cuda("selective_scan_backward")(u, u, delta, a, b_in, c_in, starts, 4)
+        order, offsets, slot_row, load = cuda("moe_sort_by_expert")(idx, 5, 100)
+        combine = cuda("moe_combine_backward")(gt, ys, slot_row, weights)
+        return [*conv, y, *scan, order, slot_row, *combine]
+    forward = everything()
+    monkeypatch.setattr(cuda_emulator, "REVERSE", [True])
+    for first, second in zip(forward, everything()):
+        np.testing.assert_array_equal(first, second)
+
+
 def test_a_llama_training_step_through_every_cuda_kernel_equals_numpy(monkeypatch):
     """A backend of NumPy arrays whose table is kernels/cuda's, on the emulator: a tiny Llama's loss, every
     gradient and two AdamW steps (the fused multi-tensor update) equal the numpy backend's."""
