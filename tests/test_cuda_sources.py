@@ -110,7 +110,8 @@ def test_every_cu_file_compiles_with_nvcc_for_sm80_and_sm90():
             plan = {"attention_forward": cuda_attention.forward_shared_bytes,
                     "attention_backward_dq": cuda_attention.dq_shared_bytes,
                     "attention_backward_dkdv": cuda_attention.dkdv_shared_bytes}[name]
-            assert smem == plan(int(d["HEAD_DIM"]), acc, int(d["BLOCK_Q"]), int(d["BLOCK_K"])), (f, opts, name)
+            assert smem == plan(int(d["HEAD_DIM"]), acc, int(d["BLOCK_Q"]), int(d["BLOCK_K"]),
+                                int(d.get("V_DIM", d["HEAD_DIM"]))), (f, opts, name)
 
 
 def test_every_cu_file_compiles_with_nvrtc_as_cupy_compiles_it():
@@ -169,6 +170,24 @@ def test_launch_configs_are_valid_and_cover_the_work(b, t, h, kv, d, hidden, ffn
             per = cfg.grid[0] * cfg.grid[1] * cfg.grid[2] * (cfg.threads if what in ("rope", "swiglu", "erf") else 1)
             assert per >= work if what in ("rope", "swiglu", "erf") else cfg.grid[0] >= work or cfg.threads, what
     assert sum(1 for _ in adamw.chunk_table((5000, 1, 4096))[0]) == 2 + 1 + 1
+
+
+@pytest.mark.parametrize("bt,t,d,n,k,experts,tokens,hidden", [(8, 1024, 1536, 16, 4, 64, 8192, 768),
+                                                                 (1, 1, 5, 64, 8, 256, 1, 7168)])
+def test_mamba_and_moe_launch_configs_are_valid(bt, t, d, n, k, experts, tokens, hidden):
+    from kernels.cuda import causal_conv1d, moe_dispatch, moe_routing, selective_scan
+
+    dw, dw_sum, rows_per_part = causal_conv1d.dw_config(bt * t, d, k)
+    assert dw.grid[1] * rows_per_part >= bt * t and dw.grid[0] * causal_conv1d.CH >= d
+    scan = selective_scan.scan_config(bt, d)
+    assert scan.grid[0] * scan.threads >= d and scan.grid[1] == bt and selective_scan.max_n(n) >= n
+    rank, place = moe_routing.sort_configs(tokens * 8, experts)
+    checks = [causal_conv1d.elementwise_config(bt * t * d), dw, dw_sum, scan, selective_scan.sum_config(bt * t * n),
+              moe_routing.topk_config(tokens), rank, place, moe_dispatch.rows_config(tokens * 8, hidden),
+              moe_dispatch.dot_config(tokens * 8, hidden)]
+    for cfg in checks:
+        assert not _runtime.check_launch(cfg), (cfg, _runtime.check_launch(cfg))
+    assert rank.threads <= 1024 and place.grid[0] * place.threads >= tokens * 8
 
 
 def test_chunk_table_tiles_every_parameter_exactly():
@@ -255,6 +274,17 @@ def _launcher_cases(rng, dt):
         "attention_backward": (r(2, 5, 4, 8), q, k, v, None, 0.3, 2),
         "softmax_cross_entropy": (r(4, 9), np.array([0, -100, 8, 3]), -100),
         "index_add": (np.zeros((5, 3), dt), np.array([4, 0, -1, 2]), r(4, 3)),
+        "causal_conv1d_forward": (r(2, 5, 6), r(6, 4), r(6), True),
+        "causal_conv1d_backward": (r(2, 5, 6), r(2, 5, 6), r(6, 4), None, True),
+        "selective_scan_forward": (r(2, 5, 6), r(2, 5, 6), r(6, 3), r(2, 5, 3), r(2, 5, 3), None, 2),
+        "selective_scan_backward": (r(2, 5, 6), r(2, 5, 6), r(2, 5, 6), r(6, 3), r(2, 5, 3), r(2, 5, 3),
+                                    r(2, 3, 6, 3), 2),
+        "moe_topk": (r(5, 8), 2, 4, 2, "top2"),
+        "moe_sort_by_expert": (np.array([[3, 0], [3, 1], [0, 3]]), 4, 1),
+        "moe_gather": (r(3, 6), np.array([1, 5, 0, 2]), 2),
+        "moe_gather_backward": (r(4, 6), np.array([[2, -1], [0, 3], [1, -1]])),
+        "moe_combine": (r(4, 6), np.array([[2, -1], [0, 3], [1, -1]]), r(3, 2)),
+        "moe_combine_backward": (r(3, 6), r(4, 6), np.array([[2, -1], [0, 3], [1, -1]]), r(3, 2)),
         "erf": (r(3, 8)[:, ::2],),
         "adamw_step": (r(4), r(4), r(4), r(4) ** 2, 1e-3, 0.9, 0.99, 1e-8, 0.1, 2),
         "adamw_step_multi": ([r(4), r(2, 3)], [r(4).astype(low), r(2, 3).astype(low)],  # mixed precision's call
@@ -294,7 +324,7 @@ def test_launchers_decline_what_they_do_not_handle(monkeypatch):
     assert KERNELS["rope_forward"](np.zeros((1, 2, 1, 5), np.float32), np.zeros((2, 5)), np.zeros((2, 5))) \
         is NotImplemented  # odd head size
     q = np.zeros((1, 2, 2, 8), np.float32)
-    assert KERNELS["attention_forward"](q, q, np.zeros((1, 2, 2, 4), np.float32), 1.0, 0) is NotImplemented  # Dv != D
+    assert KERNELS["attention_forward"](q, q, np.zeros((1, 2, 2, 200), np.float32), 1.0, 0) is NotImplemented  # Dv
     assert KERNELS["attention_backward"](q, q, q, q, np.zeros((1, 1, 2, 2, 2)), 1.0, 0) is NotImplemented  # P
     assert KERNELS["index_add"](np.zeros((3, 2), np.float32), (np.array([0]), np.array([1])), np.ones(1, np.float32)) \
         is NotImplemented

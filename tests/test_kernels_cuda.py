@@ -160,6 +160,24 @@ def test_flash_attention_forward_and_backward(cp, dtname, b, t, s, h, kv, d, off
         close(ours, theirs, dtname, what)
 
 
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("b,t,s,h,kv,d,dv,offset", [(1, 5, 7, 4, 2, 12, 8, 2), (2, 70, 70, 2, 1, 24, 16, 0),
+                                                    (1, 9, 9, 2, 2, 8, 20, 0)])
+def test_flash_attention_with_mla_value_heads(cp, dtname, b, t, s, h, kv, d, dv, offset):
+    """MLA: value heads of Dv != D columns (T past a tile, grouped heads, an offset)."""
+    dt, rng = _dtype(dtname), np.random.default_rng(17)
+    q, k, v = rand(rng, (b, t, h, d), dt), rand(rng, (b, s, kv, d), dt, 2.0), rand(rng, (b, s, kv, dv), dt)
+    g = rand(rng, (b, t, h, dv), dt)
+    scale = 1.0 / math.sqrt(d)
+    (out, saved), (out_r, p_r) = run_both(cp, "attention_forward", (q, k, v, scale, offset), dtname)
+    close(out, out_r, dtname, "out")
+    grads = cuda("attention_backward")(cp.asarray(g), *(cp.asarray(a) for a in (q, k, v)), saved, scale, offset)
+    assert grads is not NotImplemented
+    want = ref("attention_backward", *spec_inputs([g, q, k, v], dt), p_r, scale, offset)
+    for ours, theirs, what in zip(grads, want, ("dq", "dk", "dv")):
+        close(ours, theirs, dtname, what)
+
+
 def test_flash_attention_on_strided_projections_and_the_reference_p_fallback(cp):
     rng = np.random.default_rng(4)
     qkv = cp.asarray(rand(rng, (2, 6, 8 * 8), np.float32))
@@ -236,6 +254,87 @@ def test_fused_adamw_equals_the_reference_loop(cp, mixed):
             close(ours, theirs, mixed)
 
 
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("b,t,c,k,silu,bias", [(2, 9, 40, 4, True, True), (1, 3, 7, 4, False, False),
+                                               (3, 17, 5, 2, True, False), (1, 150, 33, 8, False, True)])
+def test_causal_conv1d(cp, dtname, b, t, c, k, silu, bias):
+    dt, rng = _dtype(dtname), np.random.default_rng(12)
+    x, w, g = rand(rng, (b, t, c), dt), rand(rng, (c, k), dt, 0.5), rand(rng, (b, t, c), dt)
+    bv = rand(rng, (c,), dt) if bias else None
+    y, y_r = run_both(cp, "causal_conv1d_forward", (x, w, bv, silu), dtname)
+    close(y, y_r, dtname, "y")
+    grads, want = run_both(cp, "causal_conv1d_backward", (g, x, w, bv, silu), dtname)
+    for ours, theirs, what in zip(grads, want, ("dx", "dw", "dbias")):
+        assert (ours is None) == (theirs is None), what
+        if theirs is not None:
+            close(ours, theirs, dtname, what)
+
+
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("bt,t,d,n,chunk,with_h0", [(2, 13, 37, 5, 4, True), (1, 5, 3, 16, 64, False),
+                                                    (1, 3, 70, 20, 2, False)])
+def test_selective_scan(cp, dtname, bt, t, d, n, chunk, with_h0):
+    """Odd T (not a multiple of chunk), D past a warp (dead lanes), N in both state-size variants."""
+    dt, rng = _dtype(dtname), np.random.default_rng(13)
+    u, b_in, c_in = rand(rng, (bt, t, d), dt), rand(rng, (bt, t, n), dt), rand(rng, (bt, t, n), dt)
+    delta = (rng.random((bt, t, d)) * 0.5).astype(dt)
+    a = -(rng.random((d, n)) * 2 + 0.1).astype(dt)
+    h0 = rand(rng, (bt, d, n), dt) if with_h0 else None
+    out, want = run_both(cp, "selective_scan_forward", (u, delta, a, b_in, c_in, h0, chunk), dtname)
+    for ours, theirs, what in zip(out, want, ("y", "last", "starts")):
+        close(ours, theirs, dtname, what)
+    g, starts = rand(rng, (bt, t, d), dt), want[2].astype(dt)
+    grads, want = run_both(cp, "selective_scan_backward", (g, u, delta, a, b_in, c_in, starts, chunk), dtname)
+    for ours, theirs, what in zip(grads, want, ("du", "ddelta", "dA", "dB", "dC")):
+        close(ours, theirs, dtname, what)
+
+
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("k,n_group,topk_group,rule", [(1, 1, 1, "max"), (3, 1, 1, "max"), (3, 4, 2, "max"),
+                                                       (2, 4, 1, "top2"), (2, 8, 3, "top2")])
+def test_moe_topk_with_ties_and_groups(cp, dtname, k, n_group, topk_group, rule):
+    dt, rng = _dtype(dtname), np.random.default_rng(14)
+    scores = np.concatenate([rand(rng, (20, 16), np.float32), rng.integers(0, 4, (20, 16)) / 4])  # many exact ties
+    scores[-3:] = 0.5
+    scores = scores.astype(dt)
+    got = cuda("moe_topk")(cp.asarray(scores), k, n_group, topk_group, rule)
+    assert got is not NotImplemented
+    want = ref("moe_topk", scores, k, n_group, topk_group, rule)
+    assert cp.asnumpy(got).dtype == np.int64
+    np.testing.assert_array_equal(cp.asnumpy(got), want)
+
+
+@pytest.mark.parametrize("capacity", [-1, 0, 3, 1000])
+@pytest.mark.parametrize("n,k,e", [(50, 2, 9), (1, 1, 4), (300, 3, 5)])
+def test_moe_sort_by_expert_with_empty_experts(cp, capacity, n, k, e):
+    rng = np.random.default_rng(15)
+    idx = rng.integers(0, e - 1, (n, k))  # the last expert gets nothing
+    idx[: n // 3] = 1                     # a busy one, so capacities bite
+    got = cuda("moe_sort_by_expert")(cp.asarray(idx), e, capacity)
+    assert got is not NotImplemented
+    for ours, theirs, what in zip(got, ref("moe_sort_by_expert", idx, e, capacity),
+                                  ("order", "offsets", "slot_row", "load")):
+        assert cp.asnumpy(ours).dtype == np.int64, what
+        np.testing.assert_array_equal(cp.asnumpy(ours), theirs, err_msg=what)
+    assert cuda("moe_sort_by_expert")(cp.asarray(idx), 1, capacity) is NotImplemented  # ids outside [0, E)
+
+
+@pytest.mark.parametrize("dtname", DTYPES)
+@pytest.mark.parametrize("capacity", [-1, 5])
+def test_moe_gather_and_combine(cp, dtname, capacity):
+    dt, rng = _dtype(dtname), np.random.default_rng(16)
+    n, k, e, h = 23, 3, 6, 37
+    order, _, slot_row, _ = ref("moe_sort_by_expert", rng.integers(0, e, (n, k)), e, capacity)
+    x, g, w = rand(rng, (n, h), dt), rand(rng, (n, h), dt), rng.random((n, k)).astype(dt)
+    ys = rand(rng, (order.size, h), dt)
+    for name, args in [("moe_gather", (x, order, k)), ("moe_gather_backward", (ys, slot_row)),
+                       ("moe_combine", (ys, slot_row, w)), ("moe_combine_backward", (g, ys, slot_row, w))]:
+        out, want = run_both(cp, name, args, dtname)
+        pairs = zip(out, want) if isinstance(want, tuple) else [(out, want)]
+        for ours, theirs in pairs:
+            close(ours, theirs, dtname, name)
+
+
 def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
     """Another interleaving at the barriers (last thread first): a missing __syncthreads shows up as a
     difference between the two orders."""
@@ -261,6 +360,35 @@ def test_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
     monkeypatch.setattr(cuda_emulator, "REVERSE", [True])
     for a, b in zip(forward, everything()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_mamba_and_moe_kernels_agree_when_each_blocks_threads_run_in_reverse(monkeypatch):
+    """The new kernels with barriers or shuffles (conv1d's dw sums, the scan backward's warp sums, the
+    per-expert prefix sums, combine's dot products), in the other thread order: the same bits."""
+    import cuda_emulator
+
+    if cuda_emulator.CXX is None:
+        pytest.skip("g++ is not on this machine: the CUDA emulator cannot build")
+    cuda_emulator.install(monkeypatch)
+    rng = np.random.default_rng(18)
+    x, w, g = rand(rng, (2, 19, 40), np.float32), rand(rng, (40, 4), np.float32), rand(rng, (2, 19, 40), np.float32)
+    u, b_in, c_in = rand(rng, (2, 9, 37), np.float32), rand(rng, (2, 9, 4), np.float32), rand(rng, (2, 9, 4),
+                                                                                                 np.float32)
+    delta, a = (rng.random((2, 9, 37)) * 0.5).astype(np.float32), -rng.random((37, 4)).astype(np.float32)
+    idx = rng.integers(0, 5, (300, 2))
+    ys, weights, gt = rand(rng, (600, 9), np.float32), rand(rng, (300, 2), np.float32), rand(rng, (300, 9), np.float32)
+
+    def everything():
+        conv = cuda("causal_conv1d_backward")(g, x, w, w[:, 0], True)
+        y, _, starts = cuda("selective_scan_forward")(u, delta, a, b_in, c_in, None, 4)
+        scan = cuda("selective_scan_backward")(u, u, delta, a, b_in, c_in, starts, 4)
+        order, offsets, slot_row, load = cuda("moe_sort_by_expert")(idx, 5, 100)
+        combine = cuda("moe_combine_backward")(gt, ys, slot_row, weights)
+        return [*conv, y, *scan, order, slot_row, *combine]
+    forward = everything()
+    monkeypatch.setattr(cuda_emulator, "REVERSE", [True])
+    for first, second in zip(forward, everything()):
+        np.testing.assert_array_equal(first, second)
 
 
 def test_a_llama_training_step_through_every_cuda_kernel_equals_numpy(monkeypatch):

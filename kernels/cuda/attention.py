@@ -5,7 +5,8 @@ instead of P, and only this module's backward reads it (see kernels/contracts.py
 P (the reference's saved state) returns NotImplemented, and one given a FlashState never declines.
 
 The head size is a compile-time constant (one module per head size and dtype, compiled on first use),
-up to ``MAX_HEAD_DIM``; key and value heads of another size (MLA), or a negative offset, return
+up to ``MAX_HEAD_DIM``. Value heads may have another size Dv than the query/key heads' D (MLA: DeepSeek's
+D = 192, Dv = 128), a second constant V_DIM, each up to ``MAX_MLA_DIM``; a negative offset returns
 NotImplemented from the forward. q, k and v may be strided views whose last axis is contiguous.
 """
 
@@ -41,6 +42,7 @@ BACKWARD_DKDV = kernel("attention_backward_dkdv.cu", "attention_backward_dkdv",
                        "scalar_t* dv, int t, int s, int h, int group, int offset, acc_t scale")
 KERNELS = (FORWARD, DELTA, BACKWARD_DQ, BACKWARD_DKDV)
 MAX_HEAD_DIM = 128  # registers: each thread holds two rows of the head size
+MAX_MLA_DIM = 192   # D or Dv when they differ: DeepSeek's 192 / 128 (registers spill there; still correct)
 SHARED_BUDGET = MAX_STATIC_SHARED  # static arrays, so no opting in to more than 48 KiB
 
 
@@ -53,55 +55,64 @@ class FlashState:
         self.out, self.lse = out, lse
 
 
-def forward_shared_bytes(d: int, acc: int, block_q: int, block_k: int) -> int:
-    return acc * (2 * block_k * d + block_k * block_q)
+# dv: the value head size Dv (None: D). Static shared arrays, so these are ptxas's counts exactly.
+def forward_shared_bytes(d: int, acc: int, block_q: int, block_k: int, dv: int | None = None) -> int:
+    return acc * (block_k * (d + (dv or d)) + block_k * block_q)
 
 
-def dq_shared_bytes(d: int, acc: int, block_q: int, block_k: int) -> int:
-    return acc * (2 * block_k * d + d * block_q)
+def dq_shared_bytes(d: int, acc: int, block_q: int, block_k: int, dv: int | None = None) -> int:
+    return acc * (block_k * (d + (dv or d)) + (dv or d) * block_q)
 
 
-def dkdv_shared_bytes(d: int, acc: int, block_q: int, block_k: int) -> int:
-    return acc * (2 * d * block_k + 2 * block_q * d + 2 * block_q)
+def dkdv_shared_bytes(d: int, acc: int, block_q: int, block_k: int, dv: int | None = None) -> int:
+    return acc * ((d + (dv or d)) * (block_k + block_q) + 2 * block_q)
 
 
-def tile_sizes(d: int, acc: int) -> dict[str, tuple[int, int]]:
-    """(BLOCK_Q, BLOCK_K) of each kernel for head size d and acc_t of ``acc`` bytes: the largest tiles whose
-    shared memory stays under SHARED_BUDGET (static arrays: sizes are compile-time constants)."""
+def tile_sizes(d: int, acc: int, dv: int | None = None) -> dict[str, tuple[int, int]]:
+    """(BLOCK_Q, BLOCK_K) of each kernel for head sizes d (and dv) and acc_t of ``acc`` bytes: the largest
+    tiles whose shared memory stays under SHARED_BUDGET (static arrays: sizes are compile-time constants)."""
     def pick(shared, block_q_options, block_k_options):
         for bq in block_q_options:
             for bk in block_k_options:
-                if shared(d, acc, bq, bk) <= SHARED_BUDGET:
+                if shared(d, acc, bq, bk, dv) <= SHARED_BUDGET:
                     return bq, bk
         return None
     return {"forward": pick(forward_shared_bytes, (64, 32), (64, 32, 16, 8)),
             "dq": pick(dq_shared_bytes, (64, 32), (32, 16, 8)),
-            "dkdv": pick(dkdv_shared_bytes, (32, 16, 8), (32,))}  # BLOCK_K: threads per block, a full warp
+            "dkdv": pick(dkdv_shared_bytes, (32, 16, 8, 4), (32,))}  # BLOCK_K: threads, a full warp
 
 
 def _acc_bytes(dtype: Any) -> int:
     return 8 if dtype_name(dtype) == "float64" else 4
 
 
-def forward_config(b: int, t: int, h: int, d: int, dtype: Any) -> tuple[Launch, tuple[str, ...], int]:
+def _variant(dtype: Any, d: int, dv: int | None, bq: int, bk: int) -> tuple[str, ...]:
+    """The -D options; V_DIM only when it differs from D (the D == Dv modules keep their cache keys)."""
+    extra = {} if dv in (None, d) else {"v_dim": dv}
+    return variant(dtype, head_dim=d, block_q=bq, block_k=bk, **extra)
+
+
+def forward_config(b: int, t: int, h: int, d: int, dtype: Any,
+                   dv: int | None = None) -> tuple[Launch, tuple[str, ...], int]:
     """(launch, variant, static shared bytes) of the forward."""
     acc = _acc_bytes(dtype)
-    bq, bk = tile_sizes(d, acc)["forward"]
-    return (Launch((blocks_for(t, bq), h, b), (bq, 1, 1)), variant(dtype, head_dim=d, block_q=bq, block_k=bk),
-            forward_shared_bytes(d, acc, bq, bk))
+    bq, bk = tile_sizes(d, acc, dv)["forward"]
+    return (Launch((blocks_for(t, bq), h, b), (bq, 1, 1)), _variant(dtype, d, dv, bq, bk),
+            forward_shared_bytes(d, acc, bq, bk, dv))
 
 
-def backward_configs(b: int, t: int, s: int, h: int, kv: int, d: int, dtype: Any) -> dict[str, tuple]:
+def backward_configs(b: int, t: int, s: int, h: int, kv: int, d: int, dtype: Any,
+                     dv: int | None = None) -> dict[str, tuple]:
     """name -> (launch, variant, static shared bytes) of the delta, dq and dk/dv kernels (delta and dq are
     one module, attention_backward_dq.cu, so they share its variant)."""
     acc = _acc_bytes(dtype)
-    tiles = tile_sizes(d, acc)
+    tiles = tile_sizes(d, acc, dv)
     (qq, qk), (kq, kk) = tiles["dq"], tiles["dkdv"]
-    dq_opts = variant(dtype, head_dim=d, block_q=qq, block_k=qk)
+    dq_opts = _variant(dtype, d, dv, qq, qk)
     return {"delta": (Launch((blocks_for(b * t * h, 128), 1, 1), (128, 1, 1)), dq_opts, 0),
-            "dq": (Launch((blocks_for(t, qq), h, b), (qq, 1, 1)), dq_opts, dq_shared_bytes(d, acc, qq, qk)),
-            "dkdv": (Launch((blocks_for(s, kk), kv, b), (kk, 1, 1)), variant(dtype, head_dim=d, block_q=kq, block_k=kk),
-                     dkdv_shared_bytes(d, acc, kq, kk))}
+            "dq": (Launch((blocks_for(t, qq), h, b), (qq, 1, 1)), dq_opts, dq_shared_bytes(d, acc, qq, qk, dv)),
+            "dkdv": (Launch((blocks_for(s, kk), kv, b), (kk, 1, 1)), _variant(dtype, d, dv, kq, kk),
+                     dkdv_shared_bytes(d, acc, kq, kk, dv))}
 
 
 def _views(xp, q, k, v):
@@ -115,10 +126,11 @@ def _views(xp, q, k, v):
 
 
 def _supported(q, k, v, offset) -> bool:
-    ok = (q.ndim == 4 and k.ndim == 4 and k.shape == v.shape and q.shape[3] == k.shape[3] and offset >= 0
-          and q.shape[3] <= MAX_HEAD_DIM and q.size > 0 and k.shape[1] > 0
-          and dtype_name(q.dtype) in FLOAT_DTYPES and q.dtype == k.dtype == v.dtype)
-    return ok and None not in tile_sizes(q.shape[3], _acc_bytes(q.dtype)).values()
+    d, dv = q.shape[-1], v.shape[-1]
+    ok = (q.ndim == 4 and k.ndim == 4 and v.ndim == 4 and k.shape[:3] == v.shape[:3] and d == k.shape[3]
+          and offset >= 0 and max(d, dv) <= (MAX_HEAD_DIM if d == dv else MAX_MLA_DIM) and q.size > 0
+          and k.shape[1] > 0 and v.size > 0 and dtype_name(q.dtype) in FLOAT_DTYPES and q.dtype == k.dtype == v.dtype)
+    return ok and None not in tile_sizes(d, _acc_bytes(q.dtype), dv).values()
 
 
 def attention_forward(q: Any, k: Any, v: Any, scale: float, offset: int):
@@ -126,11 +138,11 @@ def attention_forward(q: Any, k: Any, v: Any, scale: float, offset: int):
         return NotImplemented
     xp = array_module(q)
     b, t, h, d = q.shape
-    s, kv = k.shape[1], k.shape[2]
+    s, kv, dv = k.shape[1], k.shape[2], v.shape[3]
     (q, k, v), strides = _views(xp, q, k, v)
-    cfg, opts, _ = forward_config(b, t, h, d, q.dtype)
+    cfg, opts, _ = forward_config(b, t, h, d, q.dtype, dv)
     types = types_of(q.dtype)
-    out = xp.empty((b, t, h, d), dtype=q.dtype)
+    out = xp.empty((b, t, h, dv), dtype=q.dtype)
     lse = xp.empty((b, h, t), dtype=types["acc_t"])
     launch(FORWARD, opts, types, cfg, q_view=q, k_view=k, v_view=v, **strides, out=out, lse=lse, t=t, s=s, h=h,
            group=h // kv, offset=int(offset), scale=scale)
@@ -142,10 +154,10 @@ def attention_backward(g: Any, q: Any, k: Any, v: Any, saved: Any, scale: float,
         return NotImplemented
     xp = array_module(q)
     b, t, h, d = q.shape
-    s, kv = k.shape[1], k.shape[2]
+    s, kv, dv = k.shape[1], k.shape[2], v.shape[3]
     (q, k, v), strides = _views(xp, q, k, v)
     g = xp.ascontiguousarray(g.astype(q.dtype, copy=False))
-    cfgs = backward_configs(b, t, s, h, kv, d, q.dtype)
+    cfgs = backward_configs(b, t, s, h, kv, d, q.dtype, dv)
     types = types_of(q.dtype)
     delta = xp.empty((b, h, t), dtype=types["acc_t"])
     launch(DELTA, cfgs["delta"][1], types, cfgs["delta"][0], g=g, out=saved.out, delta=delta, n_rows=b * t * h,
@@ -155,18 +167,18 @@ def attention_backward(g: Any, q: Any, k: Any, v: Any, saved: Any, scale: float,
     dq = xp.empty((b, t, h, d), dtype=q.dtype)
     launch(BACKWARD_DQ, cfgs["dq"][1], types, cfgs["dq"][0], dq=dq, **common)
     dk = xp.empty((b, s, kv, d), dtype=q.dtype)
-    dv = xp.empty((b, s, kv, d), dtype=q.dtype)
-    launch(BACKWARD_DKDV, cfgs["dkdv"][1], types, cfgs["dkdv"][0], dk=dk, dv=dv, **common)
-    return dq, dk, dv
+    dv_out = xp.empty((b, s, kv, dv), dtype=q.dtype)
+    launch(BACKWARD_DKDV, cfgs["dkdv"][1], types, cfgs["dkdv"][0], dk=dk, dv=dv_out, **common)
+    return dq, dk, dv_out
 
 
 def compile_variants() -> list[tuple[str, tuple[str, ...]]]:
-    """(file, -D options) the tests compile with nvcc: the ~125M Llama's head size 64 in every dtype, and
-    128 (the largest) in float32 and bfloat16."""
+    """(file, -D options) the tests compile with nvcc: the ~125M Llama's head size 64 in every dtype, 128
+    (the largest) in float32 and bfloat16, and DeepSeek's MLA heads (D 192, Dv 128) in float32 and bfloat16."""
     out = []
-    for dt, d in [("float32", 64), ("float16", 64), ("bfloat16", 64), ("float64", 64), ("float32", 128),
-                  ("bfloat16", 128)]:
-        out.append(("attention_forward.cu", forward_config(1, 1, 1, d, dt)[1]))
-        cfgs = backward_configs(1, 1, 1, 1, 1, d, dt)
+    for dt, d, dv in [("float32", 64, None), ("float16", 64, None), ("bfloat16", 64, None), ("float64", 64, None),
+                      ("float32", 128, None), ("bfloat16", 128, None), ("float32", 192, 128), ("bfloat16", 192, 128)]:
+        out.append(("attention_forward.cu", forward_config(1, 1, 1, d, dt, dv)[1]))
+        cfgs = backward_configs(1, 1, 1, 1, 1, d, dt, dv)
         out += [("attention_backward_dq.cu", cfgs["dq"][1]), ("attention_backward_dkdv.cu", cfgs["dkdv"][1])]
     return out

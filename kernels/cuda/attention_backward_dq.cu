@@ -7,7 +7,10 @@
 // keys; attention_backward_dkdv (attention_backward_dkdv.cu) owns keys and walks the queries that see them.
 // Layouts as in attention_forward.cu; g (dO) and out are contiguous (B, T, H, D), lse and delta
 // (B, H, T), dq (B, T, H, D), dk and dv (B, S, KV, D) contiguous. Compile-time: HEAD_DIM, BLOCK_Q,
-// BLOCK_K (kernels/cuda/attention.py).
+// BLOCK_K (kernels/cuda/attention.py), V_DIM = Dv (MLA: v, out, g and dv have Dv columns, not D).
+#ifndef V_DIM
+#define V_DIM HEAD_DIM  // the value head size; differs from HEAD_DIM (queries' and keys') for MLA
+#endif
 
 // delta[b, head, i] = sum_d g[b, i, head, d] * out[b, i, head, d]. Grid (ceil(B*T*H / threads)).
 extern "C" __global__ void attention_delta(const scalar_t* __restrict__ g, const scalar_t* __restrict__ out,
@@ -15,7 +18,7 @@ extern "C" __global__ void attention_delta(const scalar_t* __restrict__ g, const
     const int r = blockIdx.x * blockDim.x + threadIdx.x;  // row r = (b * T + i) * H + head
     if (r >= n_rows) return;
     acc_t s = 0;
-    for (int d = 0; d < HEAD_DIM; ++d) s += widen(g[(long long)r * HEAD_DIM + d]) * widen(out[(long long)r * HEAD_DIM + d]);
+    for (int d = 0; d < V_DIM; ++d) s += widen(g[(long long)r * V_DIM + d]) * widen(out[(long long)r * V_DIM + d]);
     const int head = r % h, i = (r / h) % t, b = r / (h * t);
     delta[((long long)b * h + head) * t + i] = s;
 }
@@ -30,8 +33,8 @@ extern "C" __global__ void attention_backward_dq(const scalar_t* __restrict__ g,
                                                  scalar_t* __restrict__ dq, int t, int s, int h, int group,
                                                  int offset, acc_t scale) {
     __shared__ acc_t k_tile[BLOCK_K][HEAD_DIM];
-    __shared__ acc_t v_tile[BLOCK_K][HEAD_DIM];
-    __shared__ acc_t g_cols[HEAD_DIM][BLOCK_Q];  // column threadIdx.x: this thread's row of dO
+    __shared__ acc_t v_tile[BLOCK_K][V_DIM];
+    __shared__ acc_t g_cols[V_DIM][BLOCK_Q];  // column threadIdx.x: this thread's row of dO
     const int tid = threadIdx.x, head = blockIdx.y, b = blockIdx.z, kv_head = head / group;
     const int i = blockIdx.x * BLOCK_Q + tid;
     const bool valid = i < t;
@@ -41,9 +44,10 @@ extern "C" __global__ void attention_backward_dq(const scalar_t* __restrict__ g,
 #pragma unroll
     for (int d = 0; d < HEAD_DIM; ++d) {
         qr[d] = valid ? widen(qp[d]) * scale : (acc_t)0;
-        g_cols[d][tid] = valid ? widen(g[row * HEAD_DIM + d]) : (acc_t)0;
         acc[d] = 0;
     }
+#pragma unroll
+    for (int d = 0; d < V_DIM; ++d) g_cols[d][tid] = valid ? widen(g[row * V_DIM + d]) : (acc_t)0;
     const long long stat = ((long long)b * h + head) * t + (valid ? i : 0);
     const acc_t row_lse = valid ? lse[stat] : (acc_t)0, row_delta = valid ? delta[stat] : (acc_t)0;
     const int visible = min(s, offset + i + 1);
@@ -53,6 +57,9 @@ extern "C" __global__ void attention_backward_dq(const scalar_t* __restrict__ g,
         for (int e = tid; e < BLOCK_K * HEAD_DIM; e += BLOCK_Q) {
             const int jj = e / HEAD_DIM, d = e % HEAD_DIM, j = k0 + jj;
             k_tile[jj][d] = j < keys_end ? widen(k_view[b * kb + (long long)j * kt + kv_head * kh + d]) : (acc_t)0;
+        }
+        for (int e = tid; e < BLOCK_K * V_DIM; e += BLOCK_Q) {
+            const int jj = e / V_DIM, d = e % V_DIM, j = k0 + jj;
             v_tile[jj][d] = j < keys_end ? widen(v_view[b * vb + (long long)j * vt + kv_head * vh + d]) : (acc_t)0;
         }
         __syncthreads();
@@ -60,10 +67,9 @@ extern "C" __global__ void attention_backward_dq(const scalar_t* __restrict__ g,
         for (int jj = 0; jj < n; ++jj) {
             acc_t sc = 0, dp = 0;
 #pragma unroll
-            for (int d = 0; d < HEAD_DIM; ++d) {
-                sc += qr[d] * k_tile[jj][d];
-                dp += g_cols[d][tid] * v_tile[jj][d];
-            }
+            for (int d = 0; d < HEAD_DIM; ++d) sc += qr[d] * k_tile[jj][d];
+#pragma unroll
+            for (int d = 0; d < V_DIM; ++d) dp += g_cols[d][tid] * v_tile[jj][d];
             const acc_t ds = exp(sc - row_lse) * (dp - row_delta);
 #pragma unroll
             for (int d = 0; d < HEAD_DIM; ++d) acc[d] += ds * k_tile[jj][d];
