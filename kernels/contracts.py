@@ -106,7 +106,8 @@ CONTRACTS: dict[str, str] = {
 SAVED_STATE = """A forward kernel's saved state (attention_forward's ``saved``) belongs to that kernel's backward.
 A fast forward may save something other than the reference's P: the CUDA one saves its output and
 each query row's log-sum-exp (a ``kernels.cuda.attention.FlashState``), the Numba one the log-sum-exp
-and its offset (a ``kernels.cpu.attention.LseState``); neither stores the (T, S) matrix. So that the fallback stays right: a fast backward handed a saved state it does not know
+and its offset (a ``kernels.cpu.attention.LseState``); neither stores the (T, S) matrix. So that the
+fallback stays right: a fast backward handed a saved state it does not know
 (the reference's P, because the fast forward declined the case) returns NotImplemented, and the
 reference backward reads P; a fast backward handed its own state never declines."""
 
