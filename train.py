@@ -17,7 +17,6 @@ functions before it set a run up (data, model, optimizer, resume) and save it; t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import shlex
@@ -28,7 +27,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,20 +44,16 @@ from minigrad.data.tokenizer import load_tokenizer
 from minigrad.io import (
     CheckpointError,
     CheckpointWriteError,
-    RunDirError,
-    RunLock,
     StopSignals,
     check_run_meta,
-    claim_run_dir,
     find_latest,
+    hold_run_dir,
     load_checkpoint,
     non_finite,
-    recover,
     resolve_checkpoint,
     rotate,
     save_checkpoint,
     step_dir_name,
-    usable_dir,
 )
 from minigrad.io.metrics import MetricsLog, NullLog, Reporter, fmt_bytes, say
 from minigrad.random import rng_states, set_rng_states
@@ -541,7 +535,7 @@ def save(run: Run, name: str) -> str | None:
     writes (every process holds the same weights)."""
     weights = run.amp.state_dict() if run.amp is not None else run.model.state_dict()  # float32 either way
     if run.comm.size > 1:
-        check_identical(run.comm, weights, name)
+        run.comm.check_identical(weights, f"checkpoint {name!r}")
     bad = non_finite(weights)  # (the same on every process: they hold the same weights)
     if bad:
         run.reporter.info(f"step {run.step}: not saving {name}/: the weights are not finite ({', '.join(bad[:3])})")
@@ -561,18 +555,6 @@ def save(run: Run, name: str) -> str | None:
     path = save_checkpoint(run.cfg.trainer["checkpoint_dir"], name, weights, run.optimizer.state_arrays(), meta)
     run.reporter.event({"event": "checkpoint", "step": run.step, "path": path})
     return path
-
-
-def check_identical(comm: distributed.Communicator, weights: dict, name: str) -> None:
-    """Every process of a data-parallel job must hold rank 0's weights (they start from them and apply the
-    same averaged gradients); a process that drifted is a bug, found here at each checkpoint."""
-    digest = hashlib.sha1()
-    for k in sorted(weights):
-        digest.update(np.ascontiguousarray(weights[k]).tobytes())
-    ours = digest.hexdigest()
-    if comm.broadcast_json(ours) != ours:
-        raise distributed.DistributedError(f"rank {comm.rank}: its weights differ from rank 0's at checkpoint "
-                                           f"{name!r}; the processes have drifted apart")
 
 
 # ---- pieces of a training step -------------------------------------------------------------
@@ -728,7 +710,7 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
     quiet = not comm.is_root
     log = (lambda m: None) if quiet else _stderr_print if opts.headless else say  # headless: stdout is JSON
     try:
-        with claim(cfg, opts, comm):
+        with hold_run_dir(cfg.trainer["checkpoint_dir"], opts.resume is not None, opts.overwrite, comm):
             run = setup(cfg, opts, log, comm)
             start(run, opts)
             with StopSignals(run.reporter.info) as stop:
@@ -753,33 +735,6 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
         os._exit(1)  # (should MPI_Abort return before the launcher ends this process)
     finally:
         comm.close()
-
-
-@contextmanager
-def claim(cfg: Config, opts: RunOptions, comm: distributed.Communicator):
-    """Hold the run directory for this run (rank 0 does it for a data-parallel job, and tells the others
-    whether it could): usable, locked, repaired after a crash mid-save, and not another run's."""
-    run_dir = cfg.trainer["checkpoint_dir"]
-    lock = RunLock(run_dir)
-    problem = None
-    if comm.is_root:
-        try:
-            usable_dir(run_dir, "trainer.checkpoint_dir (--out)")
-            lock.acquire()
-            recover(run_dir)  # put back what a crash in the middle of replacing best/ or final/ moved aside
-            claim_run_dir(run_dir, resuming=opts.resume is not None, overwrite=opts.overwrite)
-        except CheckpointError as e:
-            lock.release()
-            problem = str(e)
-            if comm.size == 1:
-                raise
-    problem = comm.broadcast_json(problem)
-    if problem is not None:
-        raise RunDirError(problem)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def loop(run: Run, stop: StopSignals, after_backward=None) -> None:
@@ -894,66 +849,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(path, config_overrides(args), init_from=(start.config, args.init_from) if start else None)
     if args.gpus:  # one worker per GPU, each running this same command without --gpus
         gpus = distributed.parse_gpus(args.gpus)
-        return distributed.launch_local(gpus, worker_argv(args.argv, cfg), script=os.path.abspath(__file__))
+        return distributed.launch_local(gpus, distributed.worker_argv(args.argv), script=os.path.abspath(__file__))
     train(cfg, RunOptions(data_dir=args.data_dir, resume=args.resume, headless=args.headless,
                           overwrite=args.overwrite, skip_memory_check=args.skip_memory_check,
                           init_from=args.init_from, init_state=start.state_dict() if start else None))
     return 0
 
 
-def worker_argv(argv: list[str], cfg: Config) -> list[str]:
-    """The command line of a --gpus worker: the same flags without --gpus, on the cupy backend with NCCL."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--gpus":
-            skip = True
-        elif not a.startswith("--gpus="):
-            out.append(a)
-    return out + ["--backend", "cupy", "--sync-backend", "nccl"]
-
-
 def cmd_prepare_data(args: argparse.Namespace) -> int:
-    from minigrad.data.tokenizer import prepare_data, read_documents
+    from minigrad.data.tokenizer import prepare_from_text
 
-    for flag, value, low in (("--vocab-size", args.vocab_size, 1), ("--seq-len", args.seq_len, 1)):
-        if value < low:
-            raise ConfigError(f"{flag} {value}: must be at least {low}")
-    usable_dir(args.output, "--output")
-    if args.text is None:
-        from minigrad.data import corpus
-
-        docs, source = corpus.stdlib_documents(), "python-stdlib " + corpus.describe()
-    else:
-        docs = read_documents(args.text, errors="replace" if args.replace_bad_bytes else "strict")
-        source = os.path.abspath(args.text)
-    try:
-        prepare_data(docs, args.vocab_size, args.output, source=source, seq_len=args.seq_len)
-    except ValueError as e:  # a vocab size too small for a byte-level BPE
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"--vocab-size {args.vocab_size}: {e}") from None
+    prepare_from_text(args.text, args.vocab_size, args.output, args.seq_len, args.replace_bad_bytes)
     return 0
 
 
-def check_sample_flags(args: argparse.Namespace) -> None:
-    """Refuse sampling settings that would be silently ignored or meaningless."""
-    bad = []
-    if args.max_new_tokens < 0:
-        bad.append(f"--max-new-tokens {args.max_new_tokens}: must be 0 or more")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        bad.append(f"--temperature {args.temperature}: must be a finite number >= 0 (0 = greedy)")
-    if args.top_k is not None and args.top_k < 1:
-        bad.append(f"--top-k {args.top_k}: must be at least 1")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        bad.append(f"--top-p {args.top_p}: must be in (0, 1]")
-    if bad:
-        raise ConfigError("; ".join(bad))
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
-    check_sample_flags(args)
+    nn.check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     run_dir = args.out or load_config(args.config, check_supported=False).trainer["checkpoint_dir"]
     path = resolve_checkpoint(args.checkpoint, run_dir)
     model, ckpt = nn.model_from_checkpoint(path, backend=args.backend or "numba")

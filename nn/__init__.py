@@ -14,7 +14,7 @@ from . import config, ops
 from .cache import AttentionCache, KVCache, MambaCache, ModelCache
 from .checkpoint import model_from_checkpoint, tokenizer_beside
 from .config import MODEL_KEYS, ConfigError, ModelConfig, check_model, config_differences, model_config
-from .generate import generate, generate_text, sample_next
+from .generate import check_sampling, generate, generate_text, sample_next
 from .layers import MLP, Embedding, Linear, RMSNorm
 from .llama import Attention, CausalLM, DecoderBlock, LlamaModel, make_attention, make_block, make_mlp
 from .mamba import MambaMixer
@@ -42,6 +42,7 @@ __all__ = [
     "MambaMixer", "Mamba2Mixer", "Mamba3Mixer", "MambaBlock", "MambaBackbone",
     "ModelConfig", "ConfigError", "MODEL_KEYS", "model_config", "check_model", "config_differences", "config",
     "KVCache", "AttentionCache", "MambaCache", "ModelCache", "generate", "generate_text", "sample_next",
+    "check_sampling",
     "training_memory", "parameter_count", "kv_cache_bytes_per_token", "available_memory", "model_from_checkpoint",
     "tokenizer_beside", "ops",
     "ARCHITECTURES", "PretrainedError", "family_of", "from_pretrained", "read_pretrained", "save_pretrained",

@@ -80,3 +80,22 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
     if eot is not None and eot in out:
         out = out[:out.index(eot)]
     return prompt + tokenizer.decode(out)
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Refuse sampling settings that would be silently ignored or meaningless (named as train.py's flags)."""
+    import math
+
+    from minigrad.config import ConfigError
+
+    bad = []
+    if max_new_tokens < 0:
+        bad.append(f"--max-new-tokens {max_new_tokens}: must be 0 or more")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        bad.append(f"--temperature {temperature}: must be a finite number >= 0 (0 = greedy)")
+    if top_k is not None and top_k < 1:
+        bad.append(f"--top-k {top_k}: must be at least 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        bad.append(f"--top-p {top_p}: must be in (0, 1]")
+    if bad:
+        raise ConfigError("; ".join(bad))

@@ -58,6 +58,11 @@ def test_our_models_load_in_transformers_deepseek_v3(tmp_path, extra):
     with torch.no_grad():
         theirs = ref(torch.tensor(ids)).logits.numpy()
     assert np.abs(ours(mg.tensor(ids, backend="numpy")).numpy() - theirs).max() <= 1e-4
+    prompt = ids[:1, :4]  # greedy generation there (its KV cache) gives our tokens (our latent cache)
+    with torch.no_grad():
+        hf_tokens = ref.generate(torch.tensor(prompt), max_new_tokens=10, do_sample=False,
+                                 attention_mask=torch.ones_like(torch.tensor(prompt)), pad_token_id=0).numpy()
+    np.testing.assert_array_equal(ours.generate(prompt, 10, temperature=0.0), hf_tokens)
     back = nn.from_pretrained(str(tmp_path), backend="numpy").state_dict()
     assert all(np.array_equal(v, back[k]) for k, v in ours.state_dict().items())
     # a DeepseekV3 folder always has the score-correction bias: read back, a model without one gets zeros

@@ -174,6 +174,7 @@ def test_ssd_reference_equals_torch_recurrence(r, h, g):
     (1, 64, 1, 2, 16, 2, 8, 64, False),  # one full chunk
     (1, 1, 1, 3, 4, 1, 6, 8, True),      # one step (decode-sized)
     (2, 20, 3, 2, 5, 1, 4, 7, True),     # rank 3, chunk 7
+    (2, 45, 2, 4, 6, 2, 5, 28, True),    # rank 2, chunks of 28 and 17 steps: causal products in 3 and 2 blocks
 ])
 def test_ssd_numba_equals_reference(dtype, bt, t, r, h, p, g, n, chunk, with_h0):
     rng = np.random.default_rng(5)
@@ -188,6 +189,24 @@ def test_ssd_numba_equals_reference(dtype, bt, t, r, h, p, g, n, chunk, with_h0)
                               REF["ssd_backward"](np, gy, x, a, B, C, chunk, ref[2]), ("dx", "da", "dB", "dC")):
         close(ours, rr, dtype, what)
 
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_ssd_numba_without_blas_equals_reference(dtype, monkeypatch):
+    """Where NumPy's OpenBLAS cannot be found, kernels/cpu/_gemm runs its loop nest for the same products."""
+    import kernels.cpu.ssd as ssd_cpu
+
+    monkeypatch.setattr(ssd_cpu, "blas_for", lambda dt: (0, 0))
+    rng = np.random.default_rng(6)
+    x, a, B, C = ssd_inputs(rng, 1, 45, 2, 4, 6, 2, 5, dtype)
+    h0 = randn(rng, (1, 4, 6, 5), dtype)
+    out, ref = ssd_cpu.ssd_forward(x, a, B, C, 28, h0), REF["ssd_forward"](np, x, a, B, C, 28, h0)
+    for ours, rr, what in zip(out, ref, ("y", "last state", "chunk starts")):
+        close(ours, rr, dtype, what)
+    gy = randn(rng, x.shape, dtype)
+    for ours, rr, what in zip(ssd_cpu.ssd_backward(gy, x, a, B, C, 28, ref[2]),
+                              REF["ssd_backward"](np, gy, x, a, B, C, 28, ref[2]), ("dx", "da", "dB", "dC")):
+        close(ours, rr, dtype, what)
 
 # ---- the fused ops against their composites, on every backend --------------------------------------------
 

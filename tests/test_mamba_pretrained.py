@@ -46,6 +46,12 @@ def test_packed_mamba_loads_in_transformers_with_our_logits(runs, tmp_path, name
     with torch.no_grad():
         theirs = ref(torch.tensor(ids)).logits.numpy()
     assert np.abs(ours(mg.tensor(ids)).numpy() - theirs).max() <= 1e-4
+    # greedy generation there gives our generation's tokens (transformers with its own recurrent cache)
+    prompt = ids[:1, :5]
+    with torch.no_grad():
+        hf_tokens = ref.generate(torch.tensor(prompt), max_new_tokens=12, do_sample=False,
+                                 attention_mask=torch.ones_like(torch.tensor(prompt)), pad_token_id=0).numpy()
+    np.testing.assert_array_equal(ours.generate(prompt, 12, temperature=0.0), hf_tokens)
     back = nn.from_pretrained(folder)
     assert all(np.array_equal(v, back.state_dict()[k]) for k, v in ours.state_dict().items())
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import (
+    _ssd_chunks,
     adamw,
     attention,
     causal_conv1d,
@@ -32,7 +33,7 @@ from . import (
 from ._cache_guard import refresh_stale_caches
 
 refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu, causal_conv1d,
-                      selective_scan, ssd, moe_dispatch])
+                      selective_scan, _ssd_chunks, moe_dispatch])
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,

@@ -1,9 +1,9 @@
 """Invalidate Numba's on-disk cache when the shared helpers change.
 
 Numba (``cache=True``) keys each kernel's cache on its own source file only. The kernels
-inline ``_fast_math``'s helpers, so after an edit to ``_fast_math.py`` (say, to the exp
-polynomial) they would keep running the old machine code. This stores a hash of that file
-next to each cache and empties the kernels' cache indexes when it differs.
+inline ``_fast_math``'s helpers (and some ``_gemm``'s), so after an edit to ``_fast_math.py``
+(say, to the exp polynomial) they would keep running the old machine code. This stores a hash
+of those files next to each cache and empties the kernels' cache indexes when it differs.
 """
 
 from __future__ import annotations
@@ -15,15 +15,19 @@ from types import ModuleType
 from numba.core.registry import CPUDispatcher
 
 _STAMP = "minigrad_fast_math.sha1"
+_HELPERS = ("_fast_math.py", "_gemm.py")
 
 
 def _helpers_hash() -> str:
-    with open(os.path.join(os.path.dirname(__file__), "_fast_math.py"), "rb") as f:
-        return hashlib.sha1(f.read()).hexdigest()
+    digest = hashlib.sha1()
+    for name in _HELPERS:
+        with open(os.path.join(os.path.dirname(__file__), name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
 
 
 def refresh_stale_caches(modules: list[ModuleType]) -> None:
-    """Flush the cache of every cached kernel in ``modules`` if ``_fast_math.py`` changed."""
+    """Flush the cache of every cached kernel in ``modules`` if a helper module changed."""
     digest = _helpers_hash()
     by_dir: dict[str, list] = {}
     for mod in modules:

@@ -183,3 +183,27 @@ def default_data_ready(data_dir: str, vocab_size: int, source: str) -> bool:
     files = ("tokenizer.json", "train.bin", "val.bin")
     return (meta.get("vocab_size") == vocab_size and meta.get("source") == source
             and all(os.path.isfile(os.path.join(data_dir, n)) for n in files))
+
+
+def prepare_from_text(text: str | None, vocab_size: int, output: str, seq_len: int,
+                      replace_bad_bytes: bool = False) -> dict:
+    """``train.py prepare-data``: check the settings, read the documents (``text``: a file or directory; None:
+    the embedded corpus) and :func:`prepare_data` them into ``output``; every problem is a DataError."""
+    from ..io.run_dir import usable_dir
+
+    for flag, value in (("--vocab-size", vocab_size), ("--seq-len", seq_len)):
+        if value < 1:
+            raise DataError(f"{flag} {value}: must be at least 1")
+    usable_dir(output, "--output")
+    if text is None:
+        from . import corpus
+
+        docs, source = corpus.stdlib_documents(), "python-stdlib " + corpus.describe()
+    else:
+        docs, source = read_documents(text, errors="replace" if replace_bad_bytes else "strict"), os.path.abspath(text)
+    try:
+        return prepare_data(docs, vocab_size, output, source=source, seq_len=seq_len)
+    except DataError:
+        raise
+    except ValueError as e:  # a vocab size too small for a byte-level BPE
+        raise DataError(f"--vocab-size {vocab_size}: {e}") from None

@@ -10,7 +10,7 @@ interface, ``grad_sync`` for the overlapped bucketed all-reduce, ``launch`` for 
 
 from .communicator import Communicator, DistributedError, SingleProcess, Work
 from .grad_sync import GradientSync
-from .launch import init, launch_local, parse_gpus
+from .launch import init, launch_local, parse_gpus, worker_argv
 
 __all__ = ["Communicator", "DistributedError", "SingleProcess", "Work", "GradientSync", "init", "launch_local",
-           "parse_gpus"]
+           "parse_gpus", "worker_argv"]

@@ -17,6 +17,7 @@ branch for "not distributed".
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -86,6 +87,19 @@ class Communicator:
         if self.size == 1:
             return value
         return float(self.allreduce_(np.array([value], dtype=np.float64))[0] / self.size)
+
+    def check_identical(self, arrays: dict[str, Any], what: str) -> None:
+        """Every process of a data-parallel job must hold rank 0's copy of ``arrays`` (the weights: they start
+        from rank 0's and get the same averaged updates); a process that drifted is a bug, found here."""
+        if self.size == 1:
+            return
+        digest = hashlib.sha1()
+        for k in sorted(arrays):
+            digest.update(np.ascontiguousarray(arrays[k]).tobytes())
+        ours = digest.hexdigest()
+        if self.broadcast_json(ours) != ours:
+            raise DistributedError(f"rank {self.rank}: its weights differ from rank 0's at {what}; the processes "
+                                   "have drifted apart")
 
     def abort(self, code: int = 1) -> None:
         """End every process of the job at once (after one gave up on the others). One process: nothing."""

@@ -91,3 +91,16 @@ def _stop(procs: list, grace: float, sig: int = signal.SIGTERM) -> None:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """The command line of a ``--gpus`` worker: the same flags without --gpus, on the cupy backend with NCCL."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            out.append(a)
+    return out + ["--backend", "cupy", "--sync-backend", "nccl"]

@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from .checkpoint import CheckpointError, is_complete, list_checkpoints, meta_field
@@ -187,3 +188,34 @@ class StopSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+
+@contextmanager
+def hold_run_dir(run_dir: str, resuming: bool, overwrite: bool, comm=None):
+    """``with hold_run_dir(...)``: the run directory is this run's for the duration: usable, locked, repaired
+    after a crash mid-save (:func:`recover`) and not another run's (:func:`claim_run_dir`). In a data-parallel
+    job rank 0 does it and tells the others (through ``comm``) whether it could."""
+    from .checkpoint import recover
+
+    lock = RunLock(run_dir)
+    root, size = (comm.is_root, comm.size) if comm is not None else (True, 1)
+    problem = None
+    if root:
+        try:
+            usable_dir(run_dir, "trainer.checkpoint_dir (--out)")
+            lock.acquire()
+            recover(run_dir)  # put back what a crash in the middle of replacing best/ or final/ moved aside
+            claim_run_dir(run_dir, resuming=resuming, overwrite=overwrite)
+        except CheckpointError as e:
+            lock.release()
+            problem = str(e)
+            if size == 1:
+                raise
+    if size > 1:
+        problem = comm.broadcast_json(problem)
+    if problem is not None:
+        raise RunDirError(problem)
+    try:
+        yield
+    finally:
+        lock.release()
