@@ -341,7 +341,7 @@ def check_memory(cfg: Config, opts: RunOptions, log: Callable[[str], None]) -> N
     a run that cannot fit in the RAM this machine has free (--skip-memory-check overrides)."""
     t, model_cfg = cfg.trainer, nn.model_config(cfg.model_args(), cfg.source)
     n = nn.parameter_count(model_cfg)
-    mem = nn.training_memory(model_cfg, n, t["batch_size"], cfg.seq_len, t["optimizer"])
+    mem = nn.training_memory(model_cfg, n, t["batch_size"], cfg.seq_len, t["optimizer"], backend=t["backend"])
     total = sum(mem.values())
     log("memory estimate: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in mem.items())
         + f"; total about {fmt_bytes(total)} ({n:,} parameters)")

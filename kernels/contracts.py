@@ -39,8 +39,8 @@ CONTRACTS: dict[str, str] = {
     "attention_forward":
         "(q (B, T, H, D), k (B, S, KV, D), v (B, S, KV, Dv), scale, offset) -> out (B, T, H, Dv), saved: "
         "causal softmax(q k^T * scale) v, query i sees keys 0..offset+i; Dv may differ from D (MLA); saved is what "
-        "attention_backward reads: the reference and the Numba twin save P (B, KV, G, T, S), zero where masked; a "
-        "fast kernel may save a state of its own instead (see SAVED_STATE below)",
+        "attention_backward reads: the reference saves P (B, KV, G, T, S), zero where masked; a fast kernel may "
+        "save a state of its own instead (the Numba and CUDA twins save each row's log-sum-exp: SAVED_STATE below)",
     "attention_backward":
         "(g (B, T, H, Dv), q, k, v, saved from forward, scale, offset=0) -> dq (B, T, H, D), dk (B, S, KV, D), "
         "dv (B, S, KV, Dv)",
@@ -105,8 +105,9 @@ CONTRACTS: dict[str, str] = {
 
 SAVED_STATE = """A forward kernel's saved state (attention_forward's ``saved``) belongs to that kernel's backward.
 A fast forward may save something other than the reference's P: the CUDA one saves its output and
-each query row's log-sum-exp (a ``kernels.cuda.attention.FlashState``) and never stores the (T, S)
-matrix. So that the fallback stays right: a fast backward handed a saved state it does not know
+each query row's log-sum-exp (a ``kernels.cuda.attention.FlashState``), the Numba one the log-sum-exp
+and its offset (a ``kernels.cpu.attention.LseState``); neither stores the (T, S) matrix. So that the
+fallback stays right: a fast backward handed a saved state it does not know
 (the reference's P, because the fast forward declined the case) returns NotImplemented, and the
 reference backward reads P; a fast backward handed its own state never declines."""
 

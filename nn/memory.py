@@ -21,21 +21,29 @@ STATE_PER_PARAMETER = {"adamw": 2, "lion": 1, "muon": 1.5}
 INT64 = 2  # an int64 index takes the room of two float32 values
 
 
-def attention_values_per_token(cfg: ModelConfig, seq_len: int) -> int:
+# Backends whose attention kernel keeps the (T, S) probabilities for its backward: the reference's. The
+# Numba and CUDA kernels keep one log-sum-exp per query row instead (kernels/contracts.py, SAVED_STATE).
+SAVES_ATTENTION_PROBABILITIES = frozenset({"numpy", "strict"})
+
+
+def attention_values_per_token(cfg: ModelConfig, seq_len: int, backend: str = "numba") -> int:
     """An attention half-block's tensors, per token: the norm's output, the projections, the rotated
-    q and k, the attention probabilities (heads * seq_len), its output, o_proj's and the residual sum."""
+    q and k, what the attention keeps for its backward (the probabilities, heads * seq_len, on a backend
+    in SAVES_ATTENTION_PROBABILITIES, else a log-sum-exp per head), its output, o_proj's and the residual
+    sum."""
     h, heads = cfg.hidden_size, cfg.num_heads
+    kept = heads * seq_len if backend in SAVES_ATTENTION_PROBABILITIES else heads
     if not cfg.uses_mla:
         q, kv = heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
         projections = (q + 2 * kv) + q + kv                                  # q|k|v, rope(q), rope(k)
-        return 1 + h + projections + heads * seq_len + q + 2 * h
+        return 1 + h + projections + kept + q + 2 * h
     nope, rope, v, latent = cfg.nope_head_dim, cfg.d_rope, cfg.v_head_dim, cfg.kv_latent_dim
     qk = heads * (nope + rope)
     q_rank = cfg.q_lora_rank
     projections = (q_rank + 1 + q_rank + qk if q_rank else qk) + latent + rope   # [q_a | kv_a], q_a norm, q_b
     latents = 1 + latent + 2 * (heads * rope + rope)                             # kv norm; de-interleave + rope
     expanded = heads * (nope + v) + 2 * qk                                       # kv_b, then k and q joined
-    return 1 + h + projections + latents + expanded + heads * seq_len + heads * v + 2 * h
+    return 1 + h + projections + latents + expanded + kept + heads * v + 2 * h
 
 
 def mlp_values_per_token(cfg: ModelConfig, layer_idx: int) -> int:
@@ -117,14 +125,15 @@ def _mlp_parameters(cfg: ModelConfig, layer_idx: int) -> int:
 
 
 def training_memory(cfg: ModelConfig, num_parameters: int, batch: int, seq_len: int, optimizer: str,
-                    bytes_per_value: int = 4) -> dict[str, int]:
+                    bytes_per_value: int = 4, backend: str = "numba") -> dict[str, int]:
     """Bytes for parameters, gradients, optimizer state, the activations autograd keeps for one
     micro-batch of ``batch`` x ``seq_len`` tokens (every layer's tensors, the embedding's and final
     norm's outputs, the logits and their softmax gradient), and the backward's extra copy of the
-    logits' gradient."""
+    logits' gradient. ``backend``: the one that trains (its attention kernel decides whether the
+    (T, S) probabilities are kept: ``SAVES_ATTENTION_PROBABILITIES``)."""
     h, tokens = cfg.hidden_size, batch * seq_len
     per_token = 2 * h + 2 * cfg.vocab_size
-    per_token += sum(n * (attention_values_per_token(cfg, seq_len) + mlp_values_per_token(cfg, i))
+    per_token += sum(n * (attention_values_per_token(cfg, seq_len, backend) + mlp_values_per_token(cfg, i))
                      for i, n in _layer_kinds(cfg))
     n_mamba = len(set(cfg.mamba_layers))  # each Mamba layer: what mamba_config.activation_values counts
     per_token += n_mamba * mamba_config.activation_values(cfg.mamba) if n_mamba else 0

@@ -84,7 +84,9 @@ def arrays(out, args):  # what to compare: the outputs, or the arrays an in-plac
     if out is None:  # adamw_step(_multi): param, exp_avg, exp_avg_sq (lists of them)
         out = tuple(x for i in (0, 2, 3) for x in (args[i] if isinstance(args[i], list) else [args[i]]))
     out = out if isinstance(out, tuple) else (out,)
-    return [np.asarray(o, dtype=np.float64) for o in out]
+    # A saved state of a kernel's own (the Numba attention's LseState) is no array: compare the outputs
+    # (zip stops at the shorter list, so the reference's P goes uncompared with it)
+    return [np.asarray(o, dtype=np.float64) for o in out if isinstance(o, np.ndarray)]
 
 numba = mg.get_backend("numba")
 for dt in (np.float32, np.float16):
@@ -119,7 +121,10 @@ def test_every_kernel_runs_on_numba_after_import_minigrad_alone():
         # expert takes only integers: it has nothing to decline). The fused multi-tensor AdamW has no Numba
         # twin (AdamW then steps each parameter with adamw_step's).
         float16_declines = r["dtype"] == "float16" and r["name"] != "moe_sort_by_expert"
-        assert r["declined"] == (float16_declines or r["name"] not in CPU_KERNELS), r
+        # The case hands attention_backward the reference's P, a state the Numba backward does not know (its
+        # forward saves a log-sum-exp): it declines, and the reference reads P (SAVED_STATE).
+        foreign_state = r["name"] == "attention_backward"
+        assert r["declined"] == (float16_declines or foreign_state or r["name"] not in CPU_KERNELS), r
 
 
 def test_reference_table_is_the_contract_list_and_every_table_a_subset():

@@ -103,22 +103,45 @@ ATTENTION_CASES = [
 ]
 
 
+def _log_sum_exp_rows(q, k, scale, offset):
+    """Each query row's log-sum-exp of its visible scaled scores, in float64 from the formula, in the
+    Numba forward's saved layout (B, KV, T*G), rows ordered (t, g)."""
+    b, t, h, _ = q.shape
+    s, kv = k.shape[1], k.shape[2]
+    qh = q.astype(np.float64).reshape(b, t, kv, h // kv, -1)                    # (B, T, KV, G, D)
+    scores = np.einsum("btkgd,bskd->bktgs", qh, k.astype(np.float64)) * scale  # (B, KV, T, G, S)
+    masked = np.arange(s)[None, :] > np.arange(t)[:, None] + offset            # (T, S)
+    scores = np.where(masked[None, None, :, None, :], -np.inf, scores)
+    m = scores.max(axis=-1, keepdims=True)
+    return (m[..., 0] + np.log(np.exp(scores - m).sum(axis=-1))).reshape(b, kv, -1)
+
+
+def check_attention(q, k, v, scale, offset, dtype, rng):
+    """The Numba forward's output and saved log-sum-exp against the reference and the formula; its
+    backward (from its own state) against the reference backward (from P); and the SAVED_STATE rule:
+    handed the reference's P, the twin declines and the backend's kernel runs the reference."""
+    fwd, fwd_ref = both("attention_forward")
+    (out, saved), (out_ref, p_ref) = fwd(q, k, v, scale, offset), fwd_ref(q, k, v, scale, offset)
+    close(out, out_ref, dtype, "out")
+    assert type(saved).__name__ == "LseState"  # the twin ran: no (T, S) array saved
+    close(saved.lse, _log_sum_exp_rows(q, k, scale, offset), dtype, "lse")
+    g = randn(rng, out_ref.shape, dtype)
+    bwd, bwd_ref = both("attention_backward")
+    want = bwd_ref(g, q, k, v, p_ref, scale, offset)
+    for ours, ref, what in zip(bwd(g, q, k, v, saved, scale, offset), want, ("dq", "dk", "dv")):
+        close(ours, ref, dtype, what)
+    assert CPU_KERNELS["attention_backward"](g, q, k, v, p_ref, scale, offset) is NotImplemented
+    for ours, ref, what in zip(bwd(g, q, k, v, p_ref, scale, offset), want, ("dq", "dk", "dv")):
+        close(ours, ref, dtype, what + " (the reference, from P)")
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("b,t,s,h,kv,d,offset", ATTENTION_CASES)
 def test_attention_kernels(dtype, b, t, s, h, kv, d, offset):
     rng = np.random.default_rng(3)
     q = randn(rng, (b, t, h, d), dtype)
     k, v = randn(rng, (b, s, kv, d), dtype, 2.0), randn(rng, (b, s, kv, d), dtype)
-    scale = 1.0 / math.sqrt(d)
-    fwd, fwd_ref = both("attention_forward")
-    (out, p), (out_ref, p_ref) = fwd(q, k, v, scale, offset), fwd_ref(q, k, v, scale, offset)
-    close(out, out_ref, dtype, "out")
-    close(p, p_ref, dtype, "P")
-    g = randn(rng, q.shape, dtype)
-    bwd, bwd_ref = both("attention_backward")
-    for ours, ref, what in zip(bwd(g, q, k, v, p_ref, scale, offset),
-                               bwd_ref(g, q, k, v, p_ref, scale, offset), ("dq", "dk", "dv")):
-        close(ours, ref, dtype, what)
+    check_attention(q, k, v, 1.0 / math.sqrt(d), offset, dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -126,35 +149,30 @@ def test_attention_kernels(dtype, b, t, s, h, kv, d, offset):
     (2, 6, 6, 4, 4, 12, 8, 0),    # MLA: query/key heads nope + rope wide, value heads narrower
     (1, 70, 70, 3, 3, 10, 16, 0),  # a wider value head, two causal blocks
     (2, 1, 9, 4, 2, 6, 4, 8),      # decode with a cache, grouped heads
+    (1, 131, 140, 4, 2, 10, 6, 5),  # three blocks, the last one partial, trailing keys nobody sees
 ])
 def test_attention_kernels_with_value_heads_of_another_width(dtype, b, t, s, h, kv, d, dv, offset):
     rng = np.random.default_rng(17)
     q, k, v = randn(rng, (b, t, h, d), dtype), randn(rng, (b, s, kv, d), dtype), randn(rng, (b, s, kv, dv), dtype)
-    scale = 1.0 / math.sqrt(d)
-    fwd, fwd_ref = both("attention_forward")
-    (out, p), (out_ref, p_ref) = fwd(q, k, v, scale, offset), fwd_ref(q, k, v, scale, offset)
-    assert out_ref.shape == (b, t, h, dv)
-    close(out, out_ref, dtype, "out")
-    close(p, p_ref, dtype, "P")
-    g = randn(rng, (b, t, h, dv), dtype)
-    bwd, bwd_ref = both("attention_backward")
-    for ours, ref, what in zip(bwd(g, q, k, v, p_ref, scale, offset),
-                               bwd_ref(g, q, k, v, p_ref, scale, offset), ("dq", "dk", "dv")):
-        close(ours, ref, dtype, what)
-    assert CPU_KERNELS["attention_forward"](q, k, v, scale, offset) is not NotImplemented  # the twin ran
+    check_attention(q, k, v, 1.0 / math.sqrt(d), offset, dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_attention_kernels_on_strided_projections(dtype):
     rng = np.random.default_rng(4)
     q, k, v = _qkv_views(rng, 2, 6, 4, 2, 8, dtype)
-    fwd, fwd_ref = both("attention_forward")
-    (out, p), (out_ref, _) = fwd(q, k, v, 0.3, 0), fwd_ref(q, k, v, 0.3, 0)
-    close(out, out_ref, dtype, "out")
-    g = randn(rng, (2, 6, 4, 8), dtype)
-    bwd, bwd_ref = both("attention_backward")
-    for ours, ref, what in zip(bwd(g, q, k, v, p, 0.3, 0), bwd_ref(g, q, k, v, p, 0.3, 0), "qkv"):
-        close(ours, ref, dtype, "d" + what)
+    check_attention(q, k, v, 0.3, 0, dtype, rng)
+
+
+def test_attention_forward_declines_what_it_does_not_handle():
+    rng = np.random.default_rng(5)
+    q = randn(rng, (1, 3, 2, 4), np.float16)
+    assert CPU_KERNELS["attention_forward"](q, q, q, 0.5, 0) is NotImplemented  # no float16 in Numba
+    q32 = q.astype(np.float32)
+    assert CPU_KERNELS["attention_forward"](q32, q32, q32, 0.5, -1) is NotImplemented
+    out, p = NUMBA.kernel("attention_forward")(q, q, q, 0.5, 0)  # the reference ran: it saved P
+    assert p.shape == (1, 2, 1, 3, 3)
+    assert CPU_KERNELS["attention_backward"](q, q, q, q, p, 0.5, 0) is NotImplemented
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -144,7 +144,10 @@ _common.check("the hand-written backward passes gradcheck", mg.gradcheck(ops.cau
 # faster kernel. The fused op asks its tensor's backend for `kernel("attention_forward")`:
 # the default `numpy` backend answers with the reference written in NumPy (the same math as
 # the composite, so about the same speed), while the `numba` backend answers with a compiled
-# twin (BLAS products and a fused causal softmax), held by the tests to that reference.
+# twin (BLAS products and a fused causal softmax), held by the tests to that reference. The
+# twin keeps even less: not `P` but one number per query row, its log-sum-exp `lse`, from
+# which its backward recomputes `P = exp(S − lse)` block by block (flash style), so the memory
+# it keeps grows with the sequence length, not with its square.
 #
 # A rough timing, forward and backward, float32 (the first `numba` call may pause to compile
 # or load its kernels; we time the best of a few runs after it):

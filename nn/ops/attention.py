@@ -18,8 +18,8 @@ from minigrad import Function, Tensor
 
 class CausalAttention(Function):
     def forward(self, q, k, v, scale, offset):
-        # saved: P for the reference and Numba kernels, the output and log-sum-exp for CUDA's (whose
-        # backward recomputes P); only the backward of the same backend reads it (kernels/contracts.py)
+        # saved: P for the reference kernel; each row's log-sum-exp for the Numba and CUDA ones (whose
+        # backward recomputes P from it); only the backward of the same backend reads it (kernels/contracts.py)
         out, self.saved = self.backend.kernel("attention_forward")(q, k, v, scale, offset)
         self.q, self.k, self.v, self.scale, self.offset = q, k, v, scale, offset
         return out
