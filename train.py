@@ -731,8 +731,6 @@ def train(cfg: Config, opts: RunOptions, after_backward: Callable[[nn.Module, in
         _stderr_print(f"error: {e}; the last complete checkpoint in {cfg.trainer['checkpoint_dir']} is intact")
         if comm.size == 1:
             raise
-        sys.stderr.flush()
-        time.sleep(1.0)  # MPI_Abort tears the job down at once: give the launcher time to forward this message
         comm.abort(1)
         os._exit(1)  # (should MPI_Abort return before the launcher ends this process)
     finally:

@@ -8,6 +8,7 @@ rank raises DistributedError, and the trainer exits with a message instead of ha
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -77,6 +78,9 @@ class MPICommunicator(Communicator):
 
     def abort(self, code: int = 1) -> None:
         """End every process of the job (after a rank gave up waiting)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(1.0)  # MPI_Abort tears the job down at once: let the launcher forward what this rank just said
         self.comm.Abort(code)
 
     def close(self) -> None:
