@@ -65,7 +65,8 @@ def main() -> None:
     n = sum(v.size for v in values)
     kw = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     print(f"AdamW step, {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors, {THREADS} threads, "
-          f"numba {os.environ['NUMBA_THREADING_LAYER']}, torch {torch.__version__}")
+          f"numba layers {os.environ.get('NUMBA_THREADING_LAYER', os.environ['NUMBA_THREADING_LAYER_PRIORITY'])}, "
+          f"torch {torch.__version__}")
 
     steps_by_variant, params_by_variant = {}, {}
     for name, backend in [("minigrad numpy (reference)", "numpy"), ("minigrad numba (kernel)", "numba")]:

@@ -101,6 +101,26 @@ CONTRACTS: dict[str, str] = {
         "over kept slots",
     "moe_combine_backward":
         "(g (N, H), ys (M, H), slot_row, weights (N, k)) -> dys (M, H), dweights (N, k) (0 for dropped slots)",
+    # Generic ops, for the numba backend's threaded twins: the ops call these only on arrays of at least
+    # Backend.kernel_min_size elements (minigrad/ops); below that, and on other backends, NumPy's own call runs.
+    "add": "(a, b) -> a + b, broadcasting as NumPy does",
+    "sub": "(a, b) -> a - b, broadcasting as NumPy does",
+    "mul": "(a, b) -> a * b, broadcasting as NumPy does",
+    "div": "(a, b) -> a / b, broadcasting as NumPy does",
+    "exp": "(a) -> exp(a) elementwise",
+    "log": "(a) -> log(a) elementwise",
+    "tanh": "(a) -> tanh(a) elementwise",
+    "sigmoid": "(a) -> 1 / (1 + exp(-a)) elementwise, computed as 0.5 (1 + tanh(a / 2)) (no overflow)",
+    "silu_forward": "(a, keep_sigmoid=True) -> (a * s, s), s = sigmoid(a) (None instead when not keep_sigmoid)",
+    "tanh_backward": "(g, y) -> g * (1 - y^2), y = tanh(a), all one shape",
+    "sigmoid_backward": "(g, y) -> g * y * (1 - y), y = sigmoid(a), all one shape",
+    "silu_backward": "(g, a, s) -> g * s * (1 + a * (1 - s)), s = sigmoid(a), all one shape",
+    "sum": "(a, axes (sorted tuple of non-negative ints), keepdims=False) -> a.sum(axis=axes, keepdims=keepdims)",
+    "max": "(a, axes, keepdims=False) -> a.max(axis=axes, keepdims=keepdims), NaN where a slice holds a NaN",
+    "softmax_forward": "(x (..., C)) -> y (..., C): softmax over the last axis (its max subtracted first)",
+    "softmax_backward": "(g, y (..., C)) -> dx = y * (g - sum(g * y, last axis))",
+    "log_softmax_forward": "(x (..., C)) -> y (..., C): log_softmax over the last axis",
+    "log_softmax_backward": "(g, y (..., C)) -> dx = g - exp(y) * sum(g, last axis)",
 }
 
 SAVED_STATE = """A forward kernel's saved state (attention_forward's ``saved``) belongs to that kernel's backward.

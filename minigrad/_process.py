@@ -5,8 +5,12 @@ anything in minigrad imports NumPy; a value the user set in the environment alwa
   call, stealing the cores from the Numba kernels that run between matmuls (on a busy 2-core
   machine, training steps ran several times slower). OpenBLAS reads it when NumPy loads it,
   so it counts only if minigrad is imported before NumPy.
-* ``NUMBA_THREADING_LAYER=workqueue``. Numba's default "omp" layer and OpenBLAS's threads fight
-  over the cores (a training step ran ~1.8x slower); "workqueue" yields between parallel regions.
+* ``NUMBA_THREADING_LAYER_PRIORITY="omp workqueue tbb"`` and ``GOMP_SPINCOUNT=10000``: Numba's
+  parallel loops run on GNU OpenMP where it loads, with its idle threads spinning ~10 us, not GNU's
+  default ~0.3 s, before they sleep (spinning threads fought OpenBLAS's for the cores: a training step
+  ran ~1.8x slower). "workqueue", the fallback, costs 0.3-0.6 ms to start every parallel loop on this
+  2-core VM, where OpenMP costs ~4 us (a quiet nano training step: 556 ms on workqueue, 479 on OpenMP;
+  with one busy process beside it 914 vs 967).
 * glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` raised to 1 GiB. glibc serves every
   allocation of 32 MiB or more with a fresh mmap and unmaps it on free, so each training step's
   large arrays (logits, their gradient, attention probabilities) get new pages that the kernel
@@ -26,7 +30,8 @@ import sys
 
 ENV_DEFAULTS = {
     "OPENBLAS_THREAD_TIMEOUT": "1",
-    "NUMBA_THREADING_LAYER": "workqueue",
+    "NUMBA_THREADING_LAYER_PRIORITY": "omp workqueue tbb",
+    "GOMP_SPINCOUNT": "10000",
 }
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameter numbers, from glibc's malloc.h
@@ -40,7 +45,7 @@ def apply() -> None:
         os.environ.setdefault(key, value)
     numba = sys.modules.get("numba")
     if numba is not None:  # imported before minigrad: it read its config already, so tell it too
-        numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
+        numba.config.THREADING_LAYER_PRIORITY = os.environ["NUMBA_THREADING_LAYER_PRIORITY"].split()
     keep_freed_memory()
 
 

@@ -23,7 +23,7 @@ class _GradState(threading.local):
 
 
 _state = _GradState()
-_TENSOR: list = []  # the Tensor class, bound on first use (tensor.py imports this module)
+_TENSOR: list = []  # Tensor._from_array, bound on first use (tensor.py imports this module)
 
 
 def is_grad_enabled() -> bool:
@@ -84,29 +84,41 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        if not _TENSOR:
-            from .tensor import Tensor
-            _TENSOR.append(Tensor)
-        from_array = _TENSOR[0]._from_array
-        backend = inputs[0].backend
-        requires = False
-        for t in inputs:
-            if t.backend is not backend:
-                raise RuntimeError(
-                    f"{cls.__name__}: inputs live on different backends "
-                    f"({backend.name}/{backend.device} and {t.backend.name}/{t.backend.device}); "
-                    "move them with .to(backend) first")
-            requires = requires or t.requires_grad
-        requires = requires and _state.enabled
+        # The hot path of every op (a tiny op's whole cost beyond NumPy's call is this function): one- and
+        # two-input calls, nearly all of them, are written out rather than looped over.
+        a = inputs[0]
+        backend = a.backend
         fn = cls()
         fn.backend = backend
         fn.xp = backend.xp
-        fn.needs_grad = tuple([t.requires_grad for t in inputs]) if requires else (False,) * len(inputs)
+        n = len(inputs)
+        if n == 1:
+            requires = a.requires_grad and _state.enabled
+            fn.needs_grad = (True,) if requires else (False,)
+            args = (a.data,)
+        elif n == 2:
+            b = inputs[1]
+            if b.backend is not backend:
+                _different_backends(cls, a, b)
+            requires = (a.requires_grad or b.requires_grad) and _state.enabled
+            fn.needs_grad = (a.requires_grad, b.requires_grad) if requires else (False, False)
+            args = (a.data, b.data)
+        else:
+            for t in inputs:
+                if t.backend is not backend:
+                    _different_backends(cls, a, t)
+            requires = any([t.requires_grad for t in inputs]) and _state.enabled
+            fn.needs_grad = tuple([t.requires_grad for t in inputs]) if requires else (False,) * n
+            args = [t.data for t in inputs]
         try:
-            out = fn.forward(*[t.data for t in inputs], **params)
+            out = fn.forward(*args, **params)
         except ValueError as e:  # name the op and shapes instead of NumPy's inner message
             shapes = ", ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} ({e})") from None
+        if not _TENSOR:
+            from .tensor import Tensor
+            _TENSOR.append(Tensor._from_array)
+        from_array = _TENSOR[0]
         if type(out) is not tuple:  # the common single-output case, kept short
             t = from_array(out, backend, requires)
             if requires:
@@ -130,6 +142,13 @@ class Function:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+
+def _different_backends(cls, a, b):
+    raise RuntimeError(
+        f"{cls.__name__}: inputs live on different backends "
+        f"({a.backend.name}/{a.backend.device} and {b.backend.name}/{b.backend.device}); "
+        "move them with .to(backend) first")
 
 
 def _accumulate(slot: list, i: int, g: Any, owned: list) -> None:

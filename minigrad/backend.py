@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 Table = Mapping[str, Callable[..., Any]]
+NEVER = 1 << 62  # a kernel_min_size no array reaches
+NUMBA_KERNEL_MIN_SIZE = 1 << 15  # elements: below, NumPy on one core beats waking the threads (bench/op_overhead.py)
 
 
 def _reference_table() -> Table:
@@ -75,12 +77,17 @@ class Backend:
     be a function returning its table, called on the first ``kernel()`` (so a heavy table,
     such as Numba's, loads only when used). ``reference`` defaults to ``kernels.reference``.
     ``asarray(x)`` brings host data onto the backend; ``to_numpy(a)`` takes it back.
+    ``kernel_min_size``: from how many elements the generic ops (add, exp, sum, softmax, ...) call
+    this backend's kernels rather than ``xp`` directly. The numba backend's threaded twins pay only on
+    large arrays (starting the threads costs ~10 us); other backends leave it at "never".
     """
 
     def __init__(self, name: str, xp: Any, device: str, kernels: Table | Callable[[], Table] | None = None,
                  reference: Table | Callable[[], Table] | None = None,
-                 asarray: Callable | None = None, to_numpy: Callable | None = None):
+                 asarray: Callable | None = None, to_numpy: Callable | None = None,
+                 kernel_min_size: int = NEVER):
         self.name = name
+        self.kernel_min_size = kernel_min_size
         self.xp = xp
         self.device = device
         self._asarray = asarray or xp.asarray
@@ -154,7 +161,8 @@ def register_backend(backend: Backend) -> Backend:
 
 
 register_backend(Backend("numpy", np, "cpu", reference=_reference_table))
-register_backend(Backend("numba", np, "cpu", kernels=_numba_table, reference=_reference_table))
+register_backend(Backend("numba", np, "cpu", kernels=_numba_table, reference=_reference_table,
+                         kernel_min_size=NUMBA_KERNEL_MIN_SIZE))
 
 
 def _make_cupy() -> Backend:

@@ -164,10 +164,14 @@ def _shape_arg(shape) -> tuple:
 
 def reshape(x: Tensor, *shape) -> Tensor:
     shape = _shape_arg(shape)
-    if shape == x.shape:
+    if shape == x.data.shape:
         return x
-    known = math.prod([n for n in shape if n != -1])
-    ok = shape.count(-1) <= 1 and (x.size == known if -1 not in shape else known and x.size % known == 0)
+    size = x.data.size
+    if -1 not in shape:  # the common case, checked with one product
+        ok = math.prod(shape) == size
+    else:
+        known = math.prod([n for n in shape if n != -1])
+        ok = shape.count(-1) == 1 and known and size % known == 0
     if not ok:
         raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.size} elements) as {shape}")
     return ops.shape.Reshape.apply(x, shape=shape)

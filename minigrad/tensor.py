@@ -11,6 +11,8 @@ import numpy as np
 from . import autograd, ops
 from .backend import Backend, default_backend, get_backend
 
+_new_tensor = object.__new__
+
 
 def _is_float(dtype) -> bool:
     """A floating-point dtype: NumPy's, or ml_dtypes' bfloat16 (whose dtype.kind is "V", not "f")."""
@@ -50,10 +52,20 @@ class Tensor:
         self._grad_owned = False
         self._post_hooks = None
 
-    @classmethod
-    def _from_array(cls, arr, backend: Backend, requires_grad: bool = False) -> Tensor:
-        t = cls.__new__(cls)
-        t._init(arr, backend, requires_grad)
+    @staticmethod
+    def _from_array(arr, backend: Backend, requires_grad: bool = False) -> Tensor:
+        # Every op's output is made here: _init's body written out (a call fewer per op).
+        t = _new_tensor(Tensor)
+        t.data = arr
+        t.backend = backend
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._ctx = None
+        t._out_index = 0
+        t._hooks = None
+        t._retains_grad = False
+        t._grad_owned = False
+        t._post_hooks = None
         return t
 
     # ---- attributes ------------------------------------------------------------
@@ -313,7 +325,9 @@ class Tensor:
 
     # ---- indexing --------------------------------------------------------------
     def __getitem__(self, key):
-        return ops.index.GetItem.apply(self, key=_index_key(key, self.backend))
+        if type(key) is not slice and type(key) is not int:  # a slice or an int needs no conversion
+            key = _index_key(key, self.backend)
+        return ops.index.GetItem.apply(self, key=key)
 
     def __setitem__(self, key, value):
         if self.requires_grad and autograd.is_grad_enabled():
@@ -397,10 +411,11 @@ def _to_backend_array(data, backend: Backend, dtype):
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     if not isinstance(b, Tensor):
         b = a._operand(b)
-    if a.ndim == 0 or b.ndim == 0:
+    sa, sb = a.data.shape, b.data.shape
+    if not sa or not sb:
         raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    ka = a.shape[-1]
-    kb = b.shape[-2] if b.ndim >= 2 else b.shape[0]
+    ka = sa[-1]
+    kb = sb[-2] if len(sb) >= 2 else sb[0]
     if ka != kb:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up "
                          f"(a's last dim {ka} != b's {'second-to-last' if b.ndim >= 2 else 'only'} dim {kb})")

@@ -12,8 +12,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minigrad  # noqa: E402,F401
 
 # isort: split
+import numpy  # noqa: E402
+
+# isort: split
 import pytest  # noqa: E402
 import strict_backend  # noqa: E402,F401  (registers the "strict" backend)
+
+from minigrad.backend import Backend, register_backend  # noqa: E402
+
+# The numba backend with its threshold at 0: every op, at every size, goes through its kernels (the threaded
+# twins of add, exp, sum, softmax, ...), so the op tests below hold those kernels to torch too.
+register_backend(Backend("numba-kernels", numpy, "cpu",
+                         kernels=lambda: minigrad.get_backend("numba").fast_kernels, kernel_min_size=0))
 
 NO_GPU = "no GPU: cupy backend cases skipped"
 
@@ -47,7 +57,8 @@ def pytest_runtest_setup(item):
         pytest.skip(NO_GPU)
 
 
-@pytest.fixture(params=["numpy", "strict", "cupy"])
+@pytest.fixture(params=["numpy", "strict", "numba-kernels", "cupy"])
 def backend(request):
-    """Run a test on NumPy, on the strict backend (arrays that refuse conversion to NumPy) and on CuPy (GPU)."""
+    """Run a test on NumPy, on the strict backend (arrays that refuse conversion to NumPy), on the numba
+    backend's kernels at every size, and on CuPy (GPU)."""
     return request.param

@@ -47,9 +47,9 @@ def test_every_kernel_of_every_cu_file_is_described_with_its_exact_signature():
 def test_the_table_covers_every_contract_and_takes_no_xp():
     import inspect
 
-    from kernels.cuda import NOT_YET
+    from kernels.cuda import NOT_YET, REFERENCE_SUFFICES
 
-    assert set(KERNELS) | NOT_YET == set(REFERENCE) and not set(KERNELS) & NOT_YET  # the gaps are named
+    assert set(KERNELS) | NOT_YET | REFERENCE_SUFFICES == set(REFERENCE) and not set(KERNELS) & NOT_YET  # gaps named
     for name, fn in KERNELS.items():
         ref = list(inspect.signature(REFERENCE[name]).parameters)[1:]
         assert list(inspect.signature(fn).parameters) == ref, name

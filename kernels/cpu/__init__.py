@@ -20,20 +20,23 @@ from . import (
     attention,
     causal_conv1d,
     cross_entropy,
+    elementwise,
     erf,
     index_add,
     moe_dispatch,
     moe_routing,
+    reduce,
     rms_norm,
     rope,
     selective_scan,
+    softmax,
     ssd,
     swiglu,
 )
 from ._cache_guard import refresh_stale_caches
 
 refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu, causal_conv1d,
-                      selective_scan, _ssd_chunks, moe_dispatch])
+                      selective_scan, _ssd_chunks, moe_dispatch, elementwise, reduce, softmax])
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,
@@ -60,4 +63,8 @@ KERNELS: dict[str, Callable] = {
     "moe_gather_backward": moe_dispatch.moe_gather_backward,
     "moe_combine": moe_dispatch.moe_combine,
     "moe_combine_backward": moe_dispatch.moe_combine_backward,
+    **{name: getattr(elementwise, name) for name in elementwise.NAMES},
+    "sum": reduce.sum,
+    "max": reduce.max,
+    **{name: getattr(softmax, name) for name in softmax.NAMES},
 }

@@ -4,11 +4,16 @@ the loops that call them (they are small and get inlined):
 * ``fast_exp(x)``: for float32, exp from a range reduction and a degree-7 polynomial (a
   loop of ``math.exp`` calls stays scalar without fastmath); within ~1 ulp of the true
   value. For float64 it is ``math.exp`` itself, so the float64 kernels stay tight to NumPy.
-* ``row_sum``, ``row_max``, ``row_dot``, ``row_dot3``, ``row_exp_sum``: reductions over the
+* ``fast_tanh(x)``, ``fast_log(x)``: for float32, a rational approximation of tanh (no exp, so
+  no overflow to guard against) and log from the exponent bits and a degree-9 polynomial of
+  the mantissa (Cephes' logf); within a few ulp. For float64, ``math.tanh`` and ``math.log``.
+* ``row_sum``, ``row_max``, ``row_dot``, ``row_dot3``, ``row_exp_sum``, ``row_sum_exp``: reductions over the
   first ``n`` elements of a 1-D array, compiled with reassociation allowed so they split
-  into SIMD lanes (a strict left-to-right sum cannot). Only these helpers get the relaxed
-  flags; every other kernel keeps IEEE order. They must be inlined by LLVM (which keeps each instruction's flags),
-  not by Numba's ``inline="always"`` (which would re-lower them under the caller's flags).
+  into SIMD lanes (a strict left-to-right sum cannot). ``row_max`` assumes no NaN;
+  ``row_max_nan`` is NaN when the row holds one (NumPy's max), and ``row_sum64`` adds in float64.
+  Only these helpers get the relaxed flags; every other kernel keeps IEEE order. They must be
+  inlined by LLVM (which keeps each instruction's flags), not by Numba's ``inline="always"``
+  (which would re-lower them under the caller's flags).
 
 Numba's cache does not notice edits to this file in the kernels that call it;
 ``_cache_guard`` does, and recompiles them.
@@ -59,6 +64,14 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def _float32_bits(typingctx, x):
+    """The bits of a float32 as an int32 (how log reads the exponent without a scalar frexp)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
 @numba.njit
 def _exp_float32(x):  # pragma: no cover - compiled
     xc = min(max(x, _EXP_LO), _EXP_HI)
@@ -89,6 +102,103 @@ def _fast_exp_overload(x):
     if x == types.float32:
         return lambda x: _exp_float32(x)
     return lambda x: math.exp(x)
+
+
+# tanh(x) = x P(x^2) / Q(x^2) on [-c, c], a (13, 6) rational minimax fit (Eigen's float tanh); beyond c,
+# tanh(x) rounds to +-1 in float32. Below 4e-4, tanh(x) = x to float32 precision.
+_TANH_CLAMP, _TANH_TINY = np.float32(7.90531110763549805), np.float32(0.0004)
+_TA1, _TA3, _TA5 = np.float32(4.89352455891786e-03), np.float32(6.37261928875436e-04), np.float32(1.48572235717979e-05)
+_TA7, _TA9 = np.float32(5.12229709037114e-08), np.float32(-8.60467152213735e-11)
+_TA11, _TA13 = np.float32(2.00018790482477e-13), np.float32(-2.76076847742355e-16)
+_TB0, _TB2 = np.float32(4.89352518554385e-03), np.float32(2.26843463243900e-03)
+_TB4, _TB6 = np.float32(1.18534705686654e-04), np.float32(1.19825839466702e-06)
+
+
+@numba.njit(error_model="numpy")  # Python's model checks each division for zero: the loop would stay scalar
+def _tanh_float32(x):  # pragma: no cover - compiled
+    xc = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
+    x2 = xc * xc
+    p = _TA13 * x2 + _TA11
+    p = p * x2 + _TA9
+    p = p * x2 + _TA7
+    p = p * x2 + _TA5
+    p = p * x2 + _TA3
+    p = p * x2 + _TA1
+    q = _TB6 * x2 + _TB4
+    q = q * x2 + _TB2
+    q = q * x2 + _TB0
+    y = xc * p / q
+    if abs(x) < _TANH_TINY:
+        y = x
+    if x != x:
+        y = x
+    return y
+
+
+# log(x) = e ln2 + log(m) with x = m 2^e, m in [sqrt(1/2), sqrt(2)); log(1 + f) = f - f^2/2 + f^3 P(f).
+_SQRT_HALF, _FLT_MIN, _TWO_23 = np.float32(0.70710678118654752), np.float32(1.17549435e-38), np.float32(8388608.0)
+_LP = tuple(np.float32(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                                     1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                                     3.3333331174e-1))
+_LP0, _LP1, _LP2, _LP3, _LP4, _LP5, _LP6, _LP7, _LP8 = _LP
+_HALF = np.float32(0.5)
+
+
+@numba.njit
+def _log_float32(x):  # pragma: no cover - compiled
+    small = x < _FLT_MIN  # subnormal (or not positive): scale it into the normal range first
+    xs = x * _TWO_23 if small else x
+    bits = _float32_bits(xs)
+    e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126) - (np.int32(23) if small else np.int32(0))
+    m = _float32_from_bits((bits & np.int32(-2139095041)) | np.int32(0x3F000000))  # 0x807FFFFF: m in [0.5, 1)
+    if m < _SQRT_HALF:
+        e -= np.int32(1)
+        f = m + m - _ONE
+    else:
+        f = m - _ONE
+    z = f * f
+    p = _LP0 * f + _LP1
+    p = p * f + _LP2
+    p = p * f + _LP3
+    p = p * f + _LP4
+    p = p * f + _LP5
+    p = p * f + _LP6
+    p = p * f + _LP7
+    p = p * f + _LP8
+    ef = np.float32(e)
+    y = p * f * z + ef * _LN2_LO - _HALF * z
+    y = f + y + ef * _LN2_HI
+    if x == np.float32(np.inf):
+        y = x
+    if x == np.float32(0.0):
+        y = np.float32(-np.inf)
+    if x < np.float32(0.0) or x != x:
+        y = np.float32(np.nan)
+    return y
+
+
+def fast_tanh(x):
+    """tanh(x); see the module docstring. (Python fallback; compiled code uses the overload.)"""
+    return math.tanh(x)
+
+
+@overload(fast_tanh, inline="always")
+def _fast_tanh_overload(x):
+    if x == types.float32:
+        return lambda x: _tanh_float32(x)
+    return lambda x: math.tanh(x)
+
+
+def fast_log(x):
+    """log(x); see the module docstring. (Python fallback; compiled code uses the overload.)"""
+    return math.log(x)
+
+
+@overload(fast_log, inline="always")
+def _fast_log_overload(x):
+    if x == types.float32:
+        return lambda x: _log_float32(x)
+    return lambda x: math.log(x)
 
 
 _REASSOC = {"reassoc", "nsz"}            # lets LLVM split a sum into SIMD lanes
@@ -136,4 +246,37 @@ def row_exp_sum(a, n, scale, shift):  # pragma: no cover - compiled
         e = fast_exp(a[j] * scale - shift)
         a[j] = e
         s += e
+    return s
+
+
+@numba.njit(fastmath=_REASSOC)
+def row_sum64(a, n):  # pragma: no cover - compiled
+    """The sum of a[:n], accumulated in float64 (a float32 sum of many terms would drift)."""
+    s = 0.0
+    for j in range(n):
+        s += np.float64(a[j])
+    return s
+
+
+@numba.njit
+def _row_has_nan(a, n):  # pragma: no cover - compiled
+    bad = False  # strict IEEE flags: "no NaN" fast-math would fold x != x to False
+    for j in range(n):
+        bad |= a[j] != a[j]
+    return bad
+
+
+@numba.njit
+def row_max_nan(a, n):  # pragma: no cover - compiled
+    """max(a[:n]) as NumPy's max: NaN when any element is NaN. Two passes, each vectorized: the NaN scan
+    (an integer or-reduction) and row_max; one loop doing both stays scalar."""
+    return a.dtype.type(np.nan) if _row_has_nan(a, n) else row_max(a, n)
+
+
+@numba.njit(fastmath=_REASSOC)
+def row_sum_exp(a, n, shift):  # pragma: no cover - compiled
+    """The sum of exp(a[j] - shift) for j < n, reading a only (log_softmax keeps a and needs just the sum)."""
+    s = a.dtype.type(0)
+    for j in range(n):
+        s += fast_exp(a[j] - shift)
     return s

@@ -66,3 +66,11 @@ KERNELS: dict[str, Callable] = {
 NOT_YET: frozenset[str] = frozenset({
     "ssd_forward", "ssd_backward",
 })
+
+# Generic ops whose reference is already one CuPy kernel per operator on the GPU, so they need no twin here
+# (and the ops call them only past the numba backend's size threshold: on cupy they run CuPy directly).
+REFERENCE_SUFFICES: frozenset[str] = frozenset({
+    "add", "sub", "mul", "div", "exp", "log", "tanh", "sigmoid", "silu_forward", "tanh_backward",
+    "sigmoid_backward", "silu_backward", "sum", "max", "softmax_forward", "softmax_backward",
+    "log_softmax_forward", "log_softmax_backward",
+})

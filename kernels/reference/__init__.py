@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import elementwise, reduce, softmax
 from .adamw import adamw_step, adamw_step_multi
 from .attention import attention_backward, attention_forward
 from .causal_conv1d import causal_conv1d_backward, causal_conv1d_forward
@@ -51,4 +52,8 @@ KERNELS: dict[str, Callable] = {
     "moe_gather_backward": moe_gather_backward,
     "moe_combine": moe_combine,
     "moe_combine_backward": moe_combine_backward,
+    **{name: getattr(elementwise, name) for name in elementwise.NAMES},
+    "sum": reduce.sum,
+    "max": reduce.max,
+    **{name: getattr(softmax, name) for name in softmax.NAMES},
 }

@@ -2,20 +2,31 @@
 
 Binary ops may broadcast; their backward returns full-size gradients and the engine sums
 them back to each input's shape (autograd.unbroadcast).
+
+The arithmetic and the common activations hand arrays of ``backend.kernel_min_size`` elements or
+more to the backend's kernel of the same name (on the numba backend: one threaded pass, where NumPy
+makes one single-threaded pass per operator); smaller ones, and every array on the numpy backend,
+take the plain NumPy expression beside it, which is also that kernel's reference.
 """
 
 from __future__ import annotations
 
 import math
+from operator import mul as _multiply
 
 from ..autograd import Function
 
 # ---- arithmetic -------------------------------------------------------------------
 
 
+def _big(fn: Function, a, b=None) -> bool:
+    """Whether ``fn``'s arrays are large enough for its backend's kernel (see the module docstring)."""
+    return a.size + (0 if b is None else b.size) >= fn.backend.kernel_min_size
+
+
 class Add(Function):
     def forward(self, a, b):
-        return a + b
+        return self.backend.kernel("add")(a, b) if _big(self, a, b) else a + b
 
     def backward(self, g):
         return g, g
@@ -23,7 +34,7 @@ class Add(Function):
 
 class Sub(Function):
     def forward(self, a, b):
-        return a - b
+        return self.backend.kernel("sub")(a, b) if _big(self, a, b) else a - b
 
     def backward(self, g):
         return g, (-g if self.needs_grad[1] else None)
@@ -32,17 +43,18 @@ class Sub(Function):
 class Mul(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a * b
+        return self.backend.kernel("mul")(a, b) if _big(self, a, b) else a * b
 
     def backward(self, g):
-        return (g * self.b if self.needs_grad[0] else None,
-                g * self.a if self.needs_grad[1] else None)
+        mul = self.backend.kernel("mul") if _big(self, g) else _multiply
+        return (mul(g, self.b) if self.needs_grad[0] else None,
+                mul(g, self.a) if self.needs_grad[1] else None)
 
 
 class Div(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a / b
+        return self.backend.kernel("div")(a, b) if _big(self, a, b) else a / b
 
     def backward(self, g):
         gb = g / self.b
@@ -160,20 +172,20 @@ class Clip(Function):
 
 class Exp(Function):
     def forward(self, a):
-        self.out = self.xp.exp(a)
+        self.out = self.backend.kernel("exp")(a) if _big(self, a) else self.xp.exp(a)
         return self.out
 
     def backward(self, g):
-        return g * self.out
+        return self.backend.kernel("mul")(g, self.out) if _big(self, g) else g * self.out
 
 
 class Log(Function):
     def forward(self, a):
         self.a = a
-        return self.xp.log(a)
+        return self.backend.kernel("log")(a) if _big(self, a) else self.xp.log(a)
 
     def backward(self, g):
-        return g / self.a
+        return self.backend.kernel("div")(g, self.a) if _big(self, g) else g / self.a
 
 
 class Sqrt(Function):
@@ -205,10 +217,12 @@ class Abs(Function):
 
 class Tanh(Function):
     def forward(self, a):
-        self.out = self.xp.tanh(a)
+        self.out = self.backend.kernel("tanh")(a) if _big(self, a) else self.xp.tanh(a)
         return self.out
 
     def backward(self, g):
+        if _big(self, g):
+            return self.backend.kernel("tanh_backward")(g, self.out)
         return g * (1 - self.out * self.out)
 
 
@@ -219,10 +233,12 @@ def _sigmoid(xp, a):
 
 class Sigmoid(Function):
     def forward(self, a):
-        self.out = _sigmoid(self.xp, a)
+        self.out = self.backend.kernel("sigmoid")(a) if _big(self, a) else _sigmoid(self.xp, a)
         return self.out
 
     def backward(self, g):
+        if _big(self, g):
+            return self.backend.kernel("sigmoid_backward")(g, self.out)
         return g * self.out * (1 - self.out)
 
 
@@ -238,10 +254,15 @@ class Relu(Function):
 class Silu(Function):
     def forward(self, a):
         self.a = a
+        if _big(self, a):
+            out, self.s = self.backend.kernel("silu_forward")(a, self.needs_grad[0])
+            return out
         self.s = _sigmoid(self.xp, a)
         return a * self.s
 
     def backward(self, g):
+        if _big(self, g):
+            return self.backend.kernel("silu_backward")(g, self.a, self.s)
         s = self.s
         return g * (s * (1 + self.a * (1 - s)))
 

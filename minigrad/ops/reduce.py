@@ -1,15 +1,23 @@
 """Reductions. ``axis`` is an int, a tuple of ints or None; ``keepdims`` as in NumPy.
-``logsumexp_simple`` is the fused LogSumExp's composite from primitive ops."""
+``logsumexp_simple`` is the fused LogSumExp's composite from primitive ops.
+
+Sum, Mean and Max hand arrays of ``backend.kernel_min_size`` elements or more to the backend's
+"sum" / "max" kernel (threaded on the numba backend; see ops/elementwise.py); NumPy's own
+reduction, the kernels' reference, runs the rest."""
 
 from __future__ import annotations
 
 from ..autograd import Function
 
+_ALL_AXES = [tuple(range(n)) for n in range(33)]  # NumPy's limit is 64 dimensions; these are the usual ones
+
 
 def normalize_axis(axis, ndim: int) -> tuple:
     """Axis argument -> sorted tuple of non-negative axes (all axes for None)."""
-    if axis is None:
-        return tuple(range(ndim))
+    if axis is None:  # the common cases first, without building anything (this runs on every reduction)
+        return _ALL_AXES[ndim] if ndim < 33 else tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:
+        return (axis % ndim,)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for a in axes:
@@ -46,7 +54,10 @@ class _Reduction(Function):
 
 class Sum(_Reduction):
     def forward(self, a, axis=None, keepdims=False):
-        return a.sum(axis=self._reduce_over(a, axis, keepdims), keepdims=keepdims)
+        axes = self._reduce_over(a, axis, keepdims)
+        if a.size >= self.backend.kernel_min_size:
+            return self.backend.kernel("sum")(a, axes, keepdims)
+        return a.sum(axis=axes, keepdims=keepdims)
 
     def backward(self, g):
         return self.xp.broadcast_to(self._unsqueeze(g), self.shape)
@@ -54,7 +65,10 @@ class Sum(_Reduction):
 
 class Mean(_Reduction):
     def forward(self, a, axis=None, keepdims=False):
-        return a.mean(axis=self._reduce_over(a, axis, keepdims), keepdims=keepdims)
+        axes = self._reduce_over(a, axis, keepdims)
+        if a.size >= self.backend.kernel_min_size and a.dtype.kind == "f":
+            return self.backend.kernel("sum")(a, axes, keepdims) / a.dtype.type(self._count())
+        return a.mean(axis=axes, keepdims=keepdims)
 
     def backward(self, g):
         return self.xp.broadcast_to(self._unsqueeze(g) / self._count(), self.shape)
@@ -66,12 +80,17 @@ class _MaxMin(_Reduction):
     op = "max"
 
     def forward(self, a, axis=None, keepdims=False):
-        out = getattr(a, self.op)(axis=self._reduce_over(a, axis, keepdims), keepdims=True)
-        self.mask = a == out
+        axes = self._reduce_over(a, axis, keepdims)
+        if self.op == "max" and a.size >= self.backend.kernel_min_size:
+            out = self.backend.kernel("max")(a, axes, True)
+        else:
+            out = getattr(a, self.op)(axis=axes, keepdims=True)
+        if self.needs_grad[0]:  # the backward finds the extremes again: a and out are kept, not a mask
+            self.a, self.out = a, out
         return self._squeeze(out)
 
     def backward(self, g):
-        m = self.mask.astype(g.dtype)
+        m = (self.a == self.out).astype(g.dtype)
         return m * (self._unsqueeze(g) / m.sum(axis=self.axes, keepdims=True))
 
 

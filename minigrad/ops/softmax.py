@@ -3,7 +3,9 @@
 ``softmax_simple`` is the anchor): the same values, for a learner to compare graph and speed.
 
 Both subtract the row maximum first: exp of a large logit would overflow, and softmax(x) equals
-softmax(x - c) for any constant c.
+softmax(x - c) for any constant c. Over the last axis, arrays of ``backend.kernel_min_size`` elements
+or more go to the backend's row kernels (threaded on the numba backend; kernels/reference/softmax.py
+is their spec, the same formulas as here).
 """
 
 from __future__ import annotations
@@ -12,29 +14,47 @@ from ..autograd import Function
 from .reduce import logsumexp_simple
 
 
-class Softmax(Function):
+class _RowFunction(Function):
+    def _rows(self, a) -> bool:
+        """Whether this call goes to the backend's row kernel: over the last axis, on a large array."""
+        return a.size >= self.backend.kernel_min_size and self.axis in (-1, a.ndim - 1)
+
+
+class Softmax(_RowFunction):
     def forward(self, a, axis=-1):
         xp = self.xp
         self.axis = axis
-        e = xp.exp(a - a.max(axis=axis, keepdims=True))
-        self.out = e / e.sum(axis=axis, keepdims=True)
-        return self.out
+        if self._rows(a):
+            self.out = self.backend.kernel("softmax_forward")(a)
+            return self.out
+        e = a - a.max(axis=axis, keepdims=True)
+        xp.exp(e, out=e)  # in place: e is ours (small arrays pay mostly for each new array)
+        e /= e.sum(axis=axis, keepdims=True)
+        self.out = e
+        return e
 
     def backward(self, g):
         # dL/dx = y * (g - sum(g * y)): the softmax Jacobian diag(y) - y y^T applied to g
         y = self.out
+        if self._rows(g):
+            return self.backend.kernel("softmax_backward")(g, y)
         return y * (g - (g * y).sum(axis=self.axis, keepdims=True))
 
 
-class LogSoftmax(Function):
+class LogSoftmax(_RowFunction):
     def forward(self, a, axis=-1):
         xp = self.xp
         self.axis = axis
+        if self._rows(a):
+            self.out = self.backend.kernel("log_softmax_forward")(a)
+            return self.out
         shifted = a - a.max(axis=axis, keepdims=True)
         self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         return self.out
 
     def backward(self, g):
+        if self._rows(g):
+            return self.backend.kernel("log_softmax_backward")(g, self.out)
         return g - self.xp.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
 
 
