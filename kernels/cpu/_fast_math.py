@@ -4,7 +4,7 @@ the loops that call them (they are small and get inlined):
 * ``fast_exp(x)``: for float32, exp from a range reduction and a degree-7 polynomial (a
   loop of ``math.exp`` calls stays scalar without fastmath); within ~1 ulp of the true
   value. For float64 it is ``math.exp`` itself, so the float64 kernels stay tight to NumPy.
-* ``row_sum``, ``row_max``, ``row_dot``, ``row_dot3``, ``row_exp_sum``: reductions over the
+* ``row_sum``, ``row_max``, ``row_dot``, ``row_dot3``, ``row_exp_sum``, ``row_exp_dot``: reductions over the
   first ``n`` elements of a 1-D array, compiled with reassociation allowed so they split
   into SIMD lanes (a strict left-to-right sum cannot). Only these helpers get the relaxed
   flags; every other kernel keeps IEEE order. They must be inlined by LLVM (which keeps each instruction's flags),
@@ -136,4 +136,15 @@ def row_exp_sum(a, n, scale, shift):  # pragma: no cover - compiled
         e = fast_exp(a[j] * scale - shift)
         a[j] = e
         s += e
+    return s
+
+
+@numba.njit(fastmath=_REASSOC)
+def row_exp_dot(a, b, n, scale, shift):  # pragma: no cover - compiled
+    """a[j] = exp(a[j] * scale - shift) for j < n, in place; returns sum(a[j] * b[j]) of the new a."""
+    s = a.dtype.type(0)
+    for j in range(n):
+        e = fast_exp(a[j] * scale - shift)
+        a[j] = e
+        s += e * b[j]
     return s

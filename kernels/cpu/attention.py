@@ -41,7 +41,7 @@ import numba
 import numpy as np
 
 from ._blas_threads import blas_single_thread, n_threads, run_parallel
-from ._fast_math import row_dot, row_exp_sum, row_max
+from ._fast_math import row_exp_dot, row_exp_sum, row_max
 from ._gemm import blas_for, gemm
 from ._layout import same_float
 
@@ -89,8 +89,7 @@ def _softmax_backward_rows(s, dp, n_rows, kend, row0, g, scale, offset, lse):  #
     for r in range(n_rows):
         prow, drow = s[r], dp[r]
         n = min(kend, (row0 + r) // g + offset + 1)
-        row_exp_sum(prow, n, scale, lse[row0 + r])  # P in place (its sum, 1 to rounding, unused)
-        dot = row_dot(drow, prow, n)
+        dot = row_exp_dot(prow, drow, n, scale, lse[row0 + r])  # P in place, and rowsum(dP * P)
         for j in range(n):
             drow[j] = prow[j] * (drow[j] - dot) * scale
         for j in range(n, kend):
