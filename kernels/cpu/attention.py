@@ -46,6 +46,7 @@ from ._gemm import blas_for, gemm
 from ._layout import same_float
 
 BLOCK = 64  # queries per causal block
+STEP = 64   # the exp loops' vector step (16 float32 lanes, 4 at a time); rows of scores are padded to it
 
 
 class LseState:
@@ -60,39 +61,53 @@ class LseState:
 
 
 @numba.njit(nogil=True, cache=True)
+def _padded(row, other, n, fill, other_fill):  # pragma: no cover - compiled
+    # Fills row[n:m], other[n:m] with fill, other_fill, m = n rounded up to the scratch's STEP (the
+    # row's length is a multiple of it), and returns m. The exp loops then run over m entries: every
+    # trip a whole vector step, no scalar remainder (scalar exps cost ~7 ns each, a whole vector's
+    # worth). fill -inf makes the exps 0, adding nothing to the row's sum.
+    m = -(-n // STEP) * STEP
+    for j in range(n, m):
+        row[j] = fill
+        other[j] = other_fill
+    return m
+
+
+@numba.njit(nogil=True, cache=True)
 def _softmax_rows(s, n_rows, kend, row0, g, scale, offset, lse):  # pragma: no cover - compiled
-    # s (R, S): raw scores q.k of one (batch, kv head) pair's rows row0 .. row0 + n_rows - 1 (row r of s
+    # s (R, S'): raw scores q.k of one (batch, kv head) pair's rows row0 .. row0 + n_rows - 1 (row r of s
     # is query (row0 + r) // g) against keys < kend. Overwritten with the causal softmax of s * scale,
     # 0 at masked keys; lse[row0 + r] gets the row's log-sum-exp.
-    zero, one = s.dtype.type(0.0), s.dtype.type(1.0)
+    zero, one, ninf = s.dtype.type(0.0), s.dtype.type(1.0), s.dtype.type(-np.inf)
     for r in range(n_rows):
         row = s[r]
         n = min(kend, (row0 + r) // g + offset + 1)  # keys 0..offset+i are visible
         # max(row) * scale is the max of the scaled row (scale > 0, rounding is monotonic),
         # so exp(row * scale - shift) matches the reference operation by operation.
         shift = row_max(row, n) * scale
-        total = row_exp_sum(row, n, scale, shift)
+        m = _padded(row, row, n, ninf, ninf)
+        total = row_exp_sum(row, m, scale, shift)
         inv = one / total
-        for j in range(n):
+        for j in range(m):
             row[j] *= inv
-        for j in range(n, kend):
+        for j in range(m, kend):
             row[j] = zero
         lse[row0 + r] = shift + math.log(total)
 
 
 @numba.njit(nogil=True, cache=True)
 def _softmax_backward_rows(s, dp, n_rows, kend, row0, g, scale, offset, lse):  # pragma: no cover - compiled
-    # s, dp (R, S), rows as in _softmax_rows. s holds raw scores again: overwritten with
+    # s, dp (R, S'), rows as in _softmax_rows. s holds raw scores again: overwritten with
     # P = exp(s * scale - lse), the forward's probabilities. dp holds dL/dP: overwritten with
     # dL/d(raw scores) = P * (dP - rowsum(dP * P)) * scale. Both 0 at masked keys.
-    zero = s.dtype.type(0.0)
+    zero, ninf = s.dtype.type(0.0), s.dtype.type(-np.inf)
     for r in range(n_rows):
         prow, drow = s[r], dp[r]
-        n = min(kend, (row0 + r) // g + offset + 1)
-        dot = row_exp_dot(prow, drow, n, scale, lse[row0 + r])  # P in place, and rowsum(dP * P)
-        for j in range(n):
+        m = _padded(prow, drow, min(kend, (row0 + r) // g + offset + 1), ninf, zero)  # P 0, dP 0 when masked
+        dot = row_exp_dot(prow, drow, m, scale, lse[row0 + r])  # P in place, and rowsum(dP * P)
+        for j in range(m):
             drow[j] = prow[j] * (drow[j] - dot) * scale
-        for j in range(n, kend):
+        for j in range(m, kend):
             prow[j] = zero
             drow[j] = zero
 
@@ -116,15 +131,16 @@ def _forward_pairs(blas, qs, kf, vf, o, lse, p0, p1, kv, s, g, scale, offset):  
     # and lse (M, T*G) are grouped rows; kf, vf the flat (B, S, KV, D), (B, S, KV, Dv) inputs, read in place.
     tg, d, dv = qs.shape[1], qs.shape[2], o.shape[2]
     t = tg // g
-    scores = np.empty((BLOCK * g, s), dtype=qs.dtype)
+    ld = -(-s // STEP) * STEP  # the scratch's row stride
+    scores = np.empty((BLOCK * g, ld), dtype=qs.dtype)
     for p in range(p0, p1):
         ko, vo = ((p // kv) * s * kv + p % kv) * d, ((p // kv) * s * kv + p % kv) * dv  # K[0], V[0] of the pair
         for i0 in range(0, t, BLOCK):
             i1 = min(t, i0 + BLOCK)
             kend, n_rows = min(s, i1 + offset), (i1 - i0) * g  # the block's queries see keys < kend
-            gemm(blas, 0, 1, n_rows, kend, d, qs[p], i0 * g * d, d, kf, ko, kv * d, 0.0, scores, 0, s)
+            gemm(blas, 0, 1, n_rows, kend, d, qs[p], i0 * g * d, d, kf, ko, kv * d, 0.0, scores, 0, ld)
             _softmax_rows(scores, n_rows, kend, i0 * g, g, scale, offset, lse[p])
-            gemm(blas, 0, 0, n_rows, dv, kend, scores, 0, s, vf, vo, kv * dv, 0.0, o[p], i0 * g * dv, dv)
+            gemm(blas, 0, 0, n_rows, dv, kend, scores, 0, ld, vf, vo, kv * dv, 0.0, o[p], i0 * g * dv, dv)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -135,7 +151,8 @@ def _backward_pairs(blas, qs, gs, kf, vf, dqs, dkf, dvf, lse, p0, p1, kv, s, g, 
     # any query sees, so its products write dK and dV (beta 0), and the others add into them (beta 1).
     tg, d, dv = qs.shape[1], qs.shape[2], gs.shape[2]
     t = tg // g
-    probs, dscores = np.empty((BLOCK * g, s), dtype=qs.dtype), np.empty((BLOCK * g, s), dtype=qs.dtype)
+    ld = -(-s // STEP) * STEP
+    probs, dscores = np.empty((BLOCK * g, ld), dtype=qs.dtype), np.empty((BLOCK * g, ld), dtype=qs.dtype)
     n_blocks = (t + BLOCK - 1) // BLOCK
     for p in range(p0, p1):
         ko, vo = ((p // kv) * s * kv + p % kv) * d, ((p // kv) * s * kv + p % kv) * dv
@@ -143,14 +160,14 @@ def _backward_pairs(blas, qs, gs, kf, vf, dqs, dkf, dvf, lse, p0, p1, kv, s, g, 
             i0 = (n_blocks - 1 - n) * BLOCK
             i1 = min(t, i0 + BLOCK)
             kend, n_rows, qo, go = min(s, i1 + offset), (i1 - i0) * g, i0 * g * d, i0 * g * dv
-            gemm(blas, 0, 1, n_rows, kend, d, qs[p], qo, d, kf, ko, kv * d, 0.0, probs, 0, s)       # the scores
-            gemm(blas, 0, 1, n_rows, kend, dv, gs[p], go, dv, vf, vo, kv * dv, 0.0, dscores, 0, s)  # dL/dP
+            gemm(blas, 0, 1, n_rows, kend, d, qs[p], qo, d, kf, ko, kv * d, 0.0, probs, 0, ld)       # the scores
+            gemm(blas, 0, 1, n_rows, kend, dv, gs[p], go, dv, vf, vo, kv * dv, 0.0, dscores, 0, ld)  # dL/dP
             _softmax_backward_rows(probs, dscores, n_rows, kend, i0 * g, g, scale, offset, lse[p])
-            gemm(blas, 0, 0, n_rows, d, kend, dscores, 0, s, kf, ko, kv * d, 0.0, dqs[p], qo, d)
+            gemm(blas, 0, 0, n_rows, d, kend, dscores, 0, ld, kf, ko, kv * d, 0.0, dqs[p], qo, d)
             # Summing over rows sums over the group too: dK = dS^T Q, dV = P^T dO per KV head.
             beta = 0.0 if n == 0 else 1.0
-            gemm(blas, 1, 0, kend, d, n_rows, dscores, 0, s, qs[p], qo, d, beta, dkf, ko, kv * d)
-            gemm(blas, 1, 0, kend, dv, n_rows, probs, 0, s, gs[p], go, dv, beta, dvf, vo, kv * dv)
+            gemm(blas, 1, 0, kend, d, n_rows, dscores, 0, ld, qs[p], qo, d, beta, dkf, ko, kv * d)
+            gemm(blas, 1, 0, kend, dv, n_rows, probs, 0, ld, gs[p], go, dv, beta, dvf, vo, kv * dv)
         first_unseen = min(s, t + offset) if t > 0 else 0  # keys from here on: no query sees them
         for j in range(first_unseen, s):
             dkf[ko + j * kv * d:ko + j * kv * d + d] = 0.0
