@@ -12,7 +12,8 @@ softmax backward likewise.
   one row at a time, right after the block's product has made the scores s again. That costs one
   more product (Q K^T, again) per block, and saves writing and re-reading the whole of P and dS.
 * Causal blocks. Queries are taken in blocks of ``BLOCK``; block [i0, i1) only needs keys up to
-  offset + i1, so the products skip the masked upper triangle block by block. A block's scores (its
+  offset + i1, so the products skip the masked upper triangle block by block, and within a block
+  by sub-blocks of ``SUB`` queries (the products go in pieces, see ``_rows_by_keys``). A block's scores (its
   rows against its visible keys) live in a scratch array of one thread, reused block after block:
   (rows of a block) x S per (batch, kv head) pair, linear in S. The backward goes through the blocks
   last to first: the last block sees every key, so its products write dK and dV, and the others'
@@ -46,6 +47,7 @@ from ._gemm import blas_for, gemm
 from ._layout import same_float
 
 BLOCK = 64  # queries per causal block
+SUB = 32    # queries per sub-block
 STEP = 64   # the exp loops' vector step (16 float32 lanes, 4 at a time); rows of scores are padded to it
 
 
@@ -125,6 +127,47 @@ def _ungroup(x: np.ndarray, b: int, t: int, h: int) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(b, kv, t, h // kv, d).transpose(0, 2, 1, 3, 4)).reshape(b, t, h, d)
 
 
+# The products of a block of queries [i0, i1), in pieces: piece a is the rows of sub-block a and the
+# later ones against keys [lo, ka), the keys that sub-block a's last query sees and the one before it
+# does not (ka = offset + its end). So only the diagonal's masked corners beyond a sub-block are left
+# out of the products, not the whole masked triangle of a BLOCK-long diagonal tile (at seq 256, 1/10
+# of the work). Rows are grouped (t, g): a block's rows from query a0 on are one run, from a0 * g.
+
+@numba.njit(nogil=True, cache=True)
+def _rows_by_keys(blas, x, w, wo, ldw, out, ld, i0, i1, g, s, offset):  # pragma: no cover - compiled
+    # out[r - i0 * g, j] = x[r] . w[j] for rows r of the block and keys j < kend, by pieces (x (T*G, D) a pair's
+    # grouped rows; w rows of D at wo + j * ldw in a flat array); entries left out of the pieces not written.
+    d, lo = x.shape[1], 0
+    for a0 in range(i0, i1, SUB):
+        ka = min(s, min(i1, a0 + SUB) + offset)
+        gemm(blas, 0, 1, (i1 - a0) * g, ka - lo, d, x, a0 * g * d, d, w, wo + lo * ldw, ldw, 0.0, out,
+             (a0 - i0) * g * ld + lo, ld)
+        lo = max(lo, ka)
+
+
+@numba.njit(nogil=True, cache=True)
+def _rows_times(blas, a, ld, w, wo, ldw, out, i0, i1, g, s, offset):  # pragma: no cover - compiled
+    # out[r] = sum over keys j of a[r - i0 * g, j] w[j], the block's rows of out (T*G, Dw), by pieces.
+    dw, lo = out.shape[1], 0
+    for a0 in range(i0, i1, SUB):
+        ka = min(s, min(i1, a0 + SUB) + offset)
+        gemm(blas, 0, 0, (i1 - a0) * g, dw, ka - lo, a, (a0 - i0) * g * ld + lo, ld, w, wo + lo * ldw, ldw,
+             0.0 if lo == 0 else 1.0, out, a0 * g * dw, dw)
+        lo = max(lo, ka)
+
+
+@numba.njit(nogil=True, cache=True)
+def _keys_times(blas, a, ld, x, out, oo, ldo, beta, i0, i1, g, s, offset):  # pragma: no cover - compiled
+    # out[j] = beta * out[j] + sum over the block's rows r of a[r - i0 * g, j] x[r], for keys j < kend, by
+    # pieces (out rows at oo + j * ldo in a flat array). Summing over rows sums over the group too.
+    dx, lo = x.shape[1], 0
+    for a0 in range(i0, i1, SUB):
+        ka = min(s, min(i1, a0 + SUB) + offset)
+        gemm(blas, 1, 0, ka - lo, dx, (i1 - a0) * g, a, (a0 - i0) * g * ld + lo, ld, x, a0 * g * dx, dx, beta, out,
+             oo + lo * ldo, ldo)
+        lo = max(lo, ka)
+
+
 @numba.njit(nogil=True, cache=True)
 def _forward_pairs(blas, qs, kf, vf, o, lse, p0, p1, kv, s, g, scale, offset):  # pragma: no cover - compiled
     # Pairs p0 .. p1-1 of the (batch, kv head) grid, p = batch * KV + head. qs (M, T*G, D), o (M, T*G, Dv)
@@ -137,10 +180,9 @@ def _forward_pairs(blas, qs, kf, vf, o, lse, p0, p1, kv, s, g, scale, offset):  
         ko, vo = ((p // kv) * s * kv + p % kv) * d, ((p // kv) * s * kv + p % kv) * dv  # K[0], V[0] of the pair
         for i0 in range(0, t, BLOCK):
             i1 = min(t, i0 + BLOCK)
-            kend, n_rows = min(s, i1 + offset), (i1 - i0) * g  # the block's queries see keys < kend
-            gemm(blas, 0, 1, n_rows, kend, d, qs[p], i0 * g * d, d, kf, ko, kv * d, 0.0, scores, 0, ld)
-            _softmax_rows(scores, n_rows, kend, i0 * g, g, scale, offset, lse[p])
-            gemm(blas, 0, 0, n_rows, dv, kend, scores, 0, ld, vf, vo, kv * dv, 0.0, o[p], i0 * g * dv, dv)
+            _rows_by_keys(blas, qs[p], kf, ko, kv * d, scores, ld, i0, i1, g, s, offset)
+            _softmax_rows(scores, (i1 - i0) * g, min(s, i1 + offset), i0 * g, g, scale, offset, lse[p])
+            _rows_times(blas, scores, ld, vf, vo, kv * dv, o[p], i0, i1, g, s, offset)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -159,15 +201,14 @@ def _backward_pairs(blas, qs, gs, kf, vf, dqs, dkf, dvf, lse, p0, p1, kv, s, g, 
         for n in range(n_blocks):
             i0 = (n_blocks - 1 - n) * BLOCK
             i1 = min(t, i0 + BLOCK)
-            kend, n_rows, qo, go = min(s, i1 + offset), (i1 - i0) * g, i0 * g * d, i0 * g * dv
-            gemm(blas, 0, 1, n_rows, kend, d, qs[p], qo, d, kf, ko, kv * d, 0.0, probs, 0, ld)       # the scores
-            gemm(blas, 0, 1, n_rows, kend, dv, gs[p], go, dv, vf, vo, kv * dv, 0.0, dscores, 0, ld)  # dL/dP
-            _softmax_backward_rows(probs, dscores, n_rows, kend, i0 * g, g, scale, offset, lse[p])
-            gemm(blas, 0, 0, n_rows, d, kend, dscores, 0, ld, kf, ko, kv * d, 0.0, dqs[p], qo, d)
-            # Summing over rows sums over the group too: dK = dS^T Q, dV = P^T dO per KV head.
+            _rows_by_keys(blas, qs[p], kf, ko, kv * d, probs, ld, i0, i1, g, s, offset)      # the scores, again
+            _rows_by_keys(blas, gs[p], vf, vo, kv * dv, dscores, ld, i0, i1, g, s, offset)   # dL/dP
+            _softmax_backward_rows(probs, dscores, (i1 - i0) * g, min(s, i1 + offset), i0 * g, g, scale, offset,
+                                   lse[p])
+            _rows_times(blas, dscores, ld, kf, ko, kv * d, dqs[p], i0, i1, g, s, offset)           # dQ = dS K
             beta = 0.0 if n == 0 else 1.0
-            gemm(blas, 1, 0, kend, d, n_rows, dscores, 0, ld, qs[p], qo, d, beta, dkf, ko, kv * d)
-            gemm(blas, 1, 0, kend, dv, n_rows, probs, 0, ld, gs[p], go, dv, beta, dvf, vo, kv * dv)
+            _keys_times(blas, dscores, ld, qs[p], dkf, ko, kv * d, beta, i0, i1, g, s, offset)    # dK = dS^T Q
+            _keys_times(blas, probs, ld, gs[p], dvf, vo, kv * dv, beta, i0, i1, g, s, offset)     # dV = P^T dO
         first_unseen = min(s, t + offset) if t > 0 else 0  # keys from here on: no query sees them
         for j in range(first_unseen, s):
             dkf[ko + j * kv * d:ko + j * kv * d + d] = 0.0
