@@ -100,6 +100,8 @@ ATTENTION_CASES = [
     (2, 3, 9, 2, 1, 8, 2),   # S > offset + T: trailing keys nobody may see
     (1, 70, 70, 2, 1, 4, 0),  # one (batch, kv head) pair: no split across threads; two causal blocks
     (2, 67, 75, 4, 2, 4, 8),  # blocks not aligned with the offset
+    (1, 104, 104, 4, 2, 8, 0),  # a block whose second sub-block is partial
+    (2, 40, 40, 4, 2, 8, 40),  # offset past every key: nothing masked, and the later sub-blocks see no new key
 ]
 
 

@@ -140,8 +140,9 @@ def _rows_by_keys(blas, x, w, wo, ldw, out, ld, i0, i1, g, s, offset):  # pragma
     d, lo = x.shape[1], 0
     for a0 in range(i0, i1, SUB):
         ka = min(s, min(i1, a0 + SUB) + offset)
-        gemm(blas, 0, 1, (i1 - a0) * g, ka - lo, d, x, a0 * g * d, d, w, wo + lo * ldw, ldw, 0.0, out,
-             (a0 - i0) * g * ld + lo, ld)
+        if ka > lo:  # else no key is new to the sub-block (offset + its end is past the last key)
+            gemm(blas, 0, 1, (i1 - a0) * g, ka - lo, d, x, a0 * g * d, d, w, wo + lo * ldw, ldw, 0.0, out,
+                 (a0 - i0) * g * ld + lo, ld)
         lo = max(lo, ka)
 
 
@@ -151,8 +152,9 @@ def _rows_times(blas, a, ld, w, wo, ldw, out, i0, i1, g, s, offset):  # pragma: 
     dw, lo = out.shape[1], 0
     for a0 in range(i0, i1, SUB):
         ka = min(s, min(i1, a0 + SUB) + offset)
-        gemm(blas, 0, 0, (i1 - a0) * g, dw, ka - lo, a, (a0 - i0) * g * ld + lo, ld, w, wo + lo * ldw, ldw,
-             0.0 if lo == 0 else 1.0, out, a0 * g * dw, dw)
+        if ka > lo:  # else no key is new to the sub-block (offset + its end is past the last key)
+            gemm(blas, 0, 0, (i1 - a0) * g, dw, ka - lo, a, (a0 - i0) * g * ld + lo, ld, w, wo + lo * ldw, ldw,
+                 0.0 if lo == 0 else 1.0, out, a0 * g * dw, dw)
         lo = max(lo, ka)
 
 
@@ -163,8 +165,9 @@ def _keys_times(blas, a, ld, x, out, oo, ldo, beta, i0, i1, g, s, offset):  # pr
     dx, lo = x.shape[1], 0
     for a0 in range(i0, i1, SUB):
         ka = min(s, min(i1, a0 + SUB) + offset)
-        gemm(blas, 1, 0, ka - lo, dx, (i1 - a0) * g, a, (a0 - i0) * g * ld + lo, ld, x, a0 * g * dx, dx, beta, out,
-             oo + lo * ldo, ldo)
+        if ka > lo:  # else no key is new to the sub-block (offset + its end is past the last key)
+            gemm(blas, 1, 0, ka - lo, dx, (i1 - a0) * g, a, (a0 - i0) * g * ld + lo, ld, x, a0 * g * dx, dx, beta, out,
+                 oo + lo * ldo, ldo)
         lo = max(lo, ka)
 
 
