@@ -166,6 +166,18 @@ def test_attention_kernels_on_strided_projections(dtype):
     check_attention(q, k, v, 0.3, 0, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_attention_kernels_without_blas(dtype, monkeypatch):
+    """Where NumPy's OpenBLAS cannot be found, kernels/cpu/_gemm's loop nest runs the same products (the
+    transposed ones and those that add into dK, dV and dQ included)."""
+    import kernels.cpu.attention as attention_cpu
+
+    monkeypatch.setattr(attention_cpu, "blas_for", lambda dt: (0, 0))
+    rng = np.random.default_rng(8)
+    q, k, v = randn(rng, (2, 70, 4, 6), dtype), randn(rng, (2, 75, 2, 6), dtype), randn(rng, (2, 75, 2, 4), dtype)
+    check_attention(q, k, v, 0.4, 5, dtype, rng)
+
+
 def test_attention_forward_declines_what_it_does_not_handle():
     rng = np.random.default_rng(5)
     q = randn(rng, (1, 3, 2, 4), np.float16)
