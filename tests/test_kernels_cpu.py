@@ -100,6 +100,8 @@ ATTENTION_CASES = [
     (2, 3, 9, 2, 1, 8, 2),   # S > offset + T: trailing keys nobody may see
     (1, 70, 70, 2, 1, 4, 0),  # one (batch, kv head) pair: no split across threads; two causal blocks
     (2, 67, 75, 4, 2, 4, 8),  # blocks not aligned with the offset
+    (1, 104, 104, 4, 2, 8, 0),  # a block whose second sub-block is partial
+    (2, 40, 40, 4, 2, 8, 40),  # offset past every key: nothing masked, and the later sub-blocks see no new key
 ]
 
 
@@ -162,6 +164,18 @@ def test_attention_kernels_on_strided_projections(dtype):
     rng = np.random.default_rng(4)
     q, k, v = _qkv_views(rng, 2, 6, 4, 2, 8, dtype)
     check_attention(q, k, v, 0.3, 0, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_attention_kernels_without_blas(dtype, monkeypatch):
+    """Where NumPy's OpenBLAS cannot be found, kernels/cpu/_gemm's loop nest runs the same products (the
+    transposed ones and those that add into dK, dV and dQ included)."""
+    import kernels.cpu.attention as attention_cpu
+
+    monkeypatch.setattr(attention_cpu, "blas_for", lambda dt: (0, 0))
+    rng = np.random.default_rng(8)
+    q, k, v = randn(rng, (2, 70, 4, 6), dtype), randn(rng, (2, 75, 2, 6), dtype), randn(rng, (2, 75, 2, 4), dtype)
+    check_attention(q, k, v, 0.4, 5, dtype, rng)
 
 
 def test_attention_forward_declines_what_it_does_not_handle():

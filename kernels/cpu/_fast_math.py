@@ -7,7 +7,8 @@ the loops that call them (they are small and get inlined):
 * ``fast_tanh(x)``, ``fast_log(x)``: for float32, a rational approximation of tanh (no exp, so
   no overflow to guard against) and log from the exponent bits and a degree-9 polynomial of
   the mantissa (Cephes' logf); within a few ulp. For float64, ``math.tanh`` and ``math.log``.
-* ``row_sum``, ``row_max``, ``row_dot``, ``row_dot3``, ``row_exp_sum``, ``row_sum_exp``: reductions over the
+* ``row_sum``, ``row_max``, ``row_dot``, ``row_dot3``, ``row_exp_sum``, ``row_exp_dot``, ``row_sum_exp``:
+  reductions over the
   first ``n`` elements of a 1-D array, compiled with reassociation allowed so they split
   into SIMD lanes (a strict left-to-right sum cannot). ``row_max`` assumes no NaN;
   ``row_max_nan`` is NaN when the row holds one (NumPy's max), and ``row_sum64`` adds in float64.
@@ -279,4 +280,15 @@ def row_sum_exp(a, n, shift):  # pragma: no cover - compiled
     s = a.dtype.type(0)
     for j in range(n):
         s += fast_exp(a[j] - shift)
+    return s
+
+
+@numba.njit(fastmath=_REASSOC)
+def row_exp_dot(a, b, n, scale, shift):  # pragma: no cover - compiled
+    """a[j] = exp(a[j] * scale - shift) for j < n, in place; returns sum(a[j] * b[j]) of the new a."""
+    s = a.dtype.type(0)
+    for j in range(n):
+        e = fast_exp(a[j] * scale - shift)
+        a[j] = e
+        s += e * b[j]
     return s
