@@ -15,8 +15,17 @@ THREADS = 2
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, str(THREADS))
 
+_USER_GOMP_SPINCOUNT = "GOMP_SPINCOUNT" in os.environ
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import minigrad  # noqa: E402,F401
+
+
+def torch_openmp_defaults() -> None:
+    """In a process that runs only PyTorch: drop the GOMP_SPINCOUNT that importing minigrad set for Numba's
+    OpenMP threads (unless the user set it), so torch's OpenMP (the same libgomp) keeps its own default.
+    Call it before importing torch. Where both run in one process (op_overhead.py) they share the setting."""
+    if not _USER_GOMP_SPINCOUNT:
+        os.environ.pop("GOMP_SPINCOUNT", None)
 
 # What a process that never imported minigrad gets from glibc for large blocks, once its dynamic
 # thresholds have settled (glibc raises them to the largest freed mmapped block, up to 32 MiB, the

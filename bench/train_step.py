@@ -131,6 +131,7 @@ def worker(side: str, shape: str, steps: int) -> dict:
     if side == "ours":
         step = _step_ours(ours, ids, targets)
     else:
+        _common.torch_openmp_defaults()
         import _torch_llama
         import torch
 
