@@ -136,33 +136,27 @@ def _out_shape(a: np.ndarray, axes: tuple, keepdims: bool) -> tuple:
         tuple(n for i, n in enumerate(a.shape) if i not in axes)
 
 
-def sum(a, axes, keepdims=False):  # noqa: A001 - the op's name
+def _reduce(loops: tuple, a: np.ndarray, axes: tuple, keepdims: bool):
+    """Run one reduction's (whole array, rows, columns) loops on a, in the shape NumPy would give."""
     split = _split(a, axes)
     if split is None:
         return NotImplemented
     kind, rows, cols = split
+    whole, by_rows, by_columns = loops
     if kind == "all":
-        return np.asarray(_sum_all(a.reshape(-1)), dtype=a.dtype).reshape(_out_shape(a, axes, keepdims))
-    if kind == "rows":
+        out = np.asarray(whole(a.reshape(-1)), dtype=a.dtype)
+    elif kind == "rows":
         out = np.empty(rows, a.dtype)
-        _sum_rows(a.reshape(rows, cols), out)
+        by_rows(a.reshape(rows, cols), out)
     else:
         out = np.empty(cols, a.dtype)
-        _sum_columns(a.reshape(rows, cols), out, _tasks(rows))
+        by_columns(a.reshape(rows, cols), out, _tasks(rows))
     return out.reshape(_out_shape(a, axes, keepdims))
+
+
+def sum(a, axes, keepdims=False):  # noqa: A001 - the op's name
+    return _reduce((_sum_all, _sum_rows, _sum_columns), a, axes, keepdims)
 
 
 def max(a, axes, keepdims=False):  # noqa: A001 - the op's name
-    split = _split(a, axes)
-    if split is None:
-        return NotImplemented
-    kind, rows, cols = split
-    if kind == "all":
-        return np.asarray(_max_all(a.reshape(-1)), dtype=a.dtype).reshape(_out_shape(a, axes, keepdims))
-    if kind == "rows":
-        out = np.empty(rows, a.dtype)
-        _max_rows(a.reshape(rows, cols), out)
-    else:
-        out = np.empty(cols, a.dtype)
-        _max_columns(a.reshape(rows, cols), out, _tasks(rows))
-    return out.reshape(_out_shape(a, axes, keepdims))
+    return _reduce((_max_all, _max_rows, _max_columns), a, axes, keepdims)
