@@ -102,7 +102,8 @@ CONTRACTS: dict[str, str] = {
     "moe_combine_backward":
         "(g (N, H), ys (M, H), slot_row, weights (N, k)) -> dys (M, H), dweights (N, k) (0 for dropped slots)",
     # Generic ops, for the numba backend's threaded twins: the ops call these only on arrays of at least
-    # Backend.kernel_min_size elements (minigrad/ops); below that, and on other backends, NumPy's own call runs.
+    # Backend.kernel_min_size elements (minigrad/ops; softmax and log_softmax from row_kernel_min_size, 0 on
+    # numba); below that, and on other backends, NumPy's own call runs.
     "add": "(a, b) -> a + b, broadcasting as NumPy does",
     "sub": "(a, b) -> a - b, broadcasting as NumPy does",
     "mul": "(a, b) -> a * b, broadcasting as NumPy does",

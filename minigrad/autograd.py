@@ -75,7 +75,10 @@ def unbroadcast(xp: Any, grad: Any, shape: tuple) -> Any:
 class Function:
     """Base of every differentiable op. Subclasses define ``forward`` and ``backward``."""
 
-    # Set by apply(): backend, xp, inputs, needs_grad, outputs (weak refs), freed.
+    # Set by apply(): backend, xp, inputs, needs_grad, outputs (weak refs); out_meta ((shape, dtype) of
+    # each output, for the graph drawing) only for several outputs, which may die before backward.
+    freed = False
+    out_meta = None
     def forward(self, *arrays: Any, **params: Any) -> Any:
         raise NotImplementedError
 
@@ -121,17 +124,14 @@ class Function:
         from_array = _TENSOR[0]
         if type(out) is not tuple:  # the common single-output case, kept short
             t = from_array(out, backend, requires)
-            if requires:
+            if requires:  # (out_meta stays the class's None: the one output is alive wherever fn is reached)
                 fn.inputs = inputs
-                fn.freed = False
                 fn.outputs = (weakref.ref(t),)
-                fn.out_meta = ((out.shape, out.dtype),)
                 t._ctx = fn
             return t
         tensors = tuple([from_array(o, backend, requires) for o in out])
         if requires:
             fn.inputs = inputs
-            fn.freed = False
             fn.outputs = tuple([weakref.ref(t) for t in tensors])
             fn.out_meta = tuple([(o.shape, o.dtype) for o in out])
             for i, t in enumerate(tensors):
@@ -214,7 +214,7 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
 
     grads: dict[int, tuple[list, list]] = {}
     hooked_leaves: dict[int, tuple] = {}  # leaves with hooks: (leaf, [total grad], [owned])
-    slot = [None] * len(fn0.out_meta)
+    slot = [None] * len(fn0.outputs)
     slot[root._out_index] = g
     grads[id(fn0)] = (slot, [False] * len(slot))
 
@@ -265,7 +265,7 @@ def _backward_through(fn: Function, out_grads: list, grads: dict, hooked_leaves:
         else:
             e = grads.get(id(p))
             if e is None:
-                e = grads[id(p)] = ([None] * len(p.out_meta), [False] * len(p.out_meta))
+                e = grads[id(p)] = ([None] * len(p.outputs), [False] * len(p.outputs))
             _accumulate(e[0], t._out_index, ig, e[1])
     if not retain_graph:
         # Drop saved arrays and inputs; keep just enough to report a second backward.

@@ -80,14 +80,20 @@ class Backend:
     ``kernel_min_size``: from how many elements the generic ops (add, exp, sum, softmax, ...) call
     this backend's kernels rather than ``xp`` directly. The numba backend's threaded twins pay only on
     large arrays (starting the threads costs ~10 us); other backends leave it at "never".
+    ``row_kernel_min_size``: the same for softmax and log_softmax, whose numba kernels have a one-thread
+    path for small arrays and so beat NumPy's five calls at every size (0 there).
+    ``numpy_arrays``: the arrays are NumPy's, so an op may call a ufunc's ``reduce`` directly (a third of
+    a tiny reduction's cost is ``ndarray.sum``'s Python wrapper around it).
     """
 
     def __init__(self, name: str, xp: Any, device: str, kernels: Table | Callable[[], Table] | None = None,
                  reference: Table | Callable[[], Table] | None = None,
                  asarray: Callable | None = None, to_numpy: Callable | None = None,
-                 kernel_min_size: int = NEVER):
+                 kernel_min_size: int = NEVER, row_kernel_min_size: int = NEVER):
         self.name = name
         self.kernel_min_size = kernel_min_size
+        self.row_kernel_min_size = row_kernel_min_size
+        self.numpy_arrays = xp is np
         self.xp = xp
         self.device = device
         self._asarray = asarray or xp.asarray
@@ -162,7 +168,7 @@ def register_backend(backend: Backend) -> Backend:
 
 register_backend(Backend("numpy", np, "cpu", reference=_reference_table))
 register_backend(Backend("numba", np, "cpu", kernels=_numba_table, reference=_reference_table,
-                         kernel_min_size=NUMBA_KERNEL_MIN_SIZE))
+                         kernel_min_size=NUMBA_KERNEL_MIN_SIZE, row_kernel_min_size=0))
 
 
 def _make_cupy() -> Backend:

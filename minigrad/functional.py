@@ -8,7 +8,6 @@ with NumPy's spelling as an alias (``concat``, ``swapaxes``).
 from __future__ import annotations
 
 import builtins
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -166,15 +165,10 @@ def reshape(x: Tensor, *shape) -> Tensor:
     shape = _shape_arg(shape)
     if shape == x.data.shape:
         return x
-    size = x.data.size
-    if -1 not in shape:  # the common case, checked with one product
-        ok = math.prod(shape) == size
-    else:
-        known = math.prod([n for n in shape if n != -1])
-        ok = shape.count(-1) == 1 and known and size % known == 0
-    if not ok:
-        raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.size} elements) as {shape}")
-    return ops.shape.Reshape.apply(x, shape=shape)
+    try:  # NumPy checks the sizes; only a failure pays for the message below
+        return ops.shape.Reshape.apply(x, shape=shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.size} elements) as {shape}") from None
 
 
 view = reshape  # NumPy reshapes copy only when they must, so view and reshape are one op here

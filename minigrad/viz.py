@@ -74,7 +74,8 @@ def _tensor_label(t: Tensor, name: str | None, is_root: bool, show_grad_norms: b
 
 
 def _fn_label(fn: Function) -> str:
-    outs = ", ".join(f"{_shape_text(s)} {d}" for s, d in fn.out_meta)
+    meta = fn.out_meta or [(t.shape, t.dtype) for t in (ref() for ref in fn.outputs) if t is not None]
+    outs = ", ".join(f"{_shape_text(s)} {d}" for s, d in meta)
     label = f"{fn.name}\n-> {outs}"
     if getattr(fn, "freed", False):
         label += "\n(freed by backward)"

@@ -23,7 +23,8 @@ from minigrad.backend import Backend, register_backend  # noqa: E402
 # The numba backend with its threshold at 0: every op, at every size, goes through its kernels (the threaded
 # twins of add, exp, sum, softmax, ...), so the op tests below hold those kernels to torch too.
 register_backend(Backend("numba-kernels", numpy, "cpu",
-                         kernels=lambda: minigrad.get_backend("numba").fast_kernels, kernel_min_size=0))
+                         kernels=lambda: minigrad.get_backend("numba").fast_kernels, kernel_min_size=0,
+                         row_kernel_min_size=0))
 
 NO_GPU = "no GPU: cupy backend cases skipped"
 

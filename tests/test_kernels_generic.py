@@ -151,3 +151,17 @@ def test_ops_call_the_kernels_only_from_the_threshold_on(monkeypatch):
     small.exp(), large.exp()
     assert calls == [numba.kernel_min_size]
     assert mg.get_backend("numpy").kernel_min_size > 1 << 60  # the numpy backend stays plain NumPy
+
+
+def test_softmax_calls_the_numba_row_kernels_at_every_size(monkeypatch):
+    calls = []
+    for name in ("numba", "numpy"):
+        backend = mg.get_backend(name)
+        for kernel in ("softmax_forward", "softmax_backward"):
+            real = backend.kernel(kernel)
+            monkeypatch.setitem(backend._bound, kernel, lambda *a, real=real, k=kernel: calls.append(k) or real(*a))
+        x = mg.tensor(np.arange(8, dtype=np.float32).reshape(2, 4), requires_grad=True, backend=name)
+        (x.softmax(-1) * x).sum().backward()
+        x.softmax(0)  # not the last axis: NumPy's calls
+    assert calls == ["softmax_forward", "softmax_backward"]  # the numba backend's, once each; numpy never
+    assert mg.get_backend("numba").row_kernel_min_size == 0

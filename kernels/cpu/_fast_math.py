@@ -267,11 +267,25 @@ def _row_has_nan(a, n):  # pragma: no cover - compiled
     return bad
 
 
+@numba.njit(fastmath=_REASSOC)
+def _row_zero_sum(a, n):  # pragma: no cover - compiled
+    """sum(a[j] * 0): 0 unless a[:n] holds a NaN or an infinity. A float sum, so it vectorizes, where
+    _row_has_nan's or-reduction runs ~2x slower."""
+    s = a.dtype.type(0)
+    zero = a.dtype.type(0)
+    for j in range(n):
+        s += a[j] * zero
+    return s
+
+
 @numba.njit
 def row_max_nan(a, n):  # pragma: no cover - compiled
-    """max(a[:n]) as NumPy's max: NaN when any element is NaN. Two passes, each vectorized: the NaN scan
-    (an integer or-reduction) and row_max; one loop doing both stays scalar."""
-    return a.dtype.type(np.nan) if _row_has_nan(a, n) else row_max(a, n)
+    """max(a[:n]) as NumPy's max: NaN when any element is NaN. Two vectorized passes: a sum that is 0 when
+    every element is finite, then row_max; only a row holding a NaN or an inf pays for the exact NaN scan.
+    (One loop doing both stays scalar.)"""
+    if _row_zero_sum(a, n) != 0 and _row_has_nan(a, n):  # (a NaN sum is != 0 too)
+        return a.dtype.type(np.nan)
+    return row_max(a, n)
 
 
 @numba.njit(fastmath=_REASSOC)
