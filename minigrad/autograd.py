@@ -23,7 +23,8 @@ class _GradState(threading.local):
 
 
 _state = _GradState()
-_TENSOR: list = []  # Tensor._from_array, bound on first use (tensor.py imports this module)
+_TENSOR: list = []  # the Tensor class, bound on first use (tensor.py imports this module)
+_new_object = object.__new__
 
 
 def is_grad_enabled() -> bool:
@@ -75,10 +76,15 @@ def unbroadcast(xp: Any, grad: Any, shape: tuple) -> Any:
 class Function:
     """Base of every differentiable op. Subclasses define ``forward`` and ``backward``."""
 
-    # Set by apply(): backend, xp, inputs, needs_grad, outputs (weak refs); out_meta ((shape, dtype) of
-    # each output, for the graph drawing) only for several outputs, which may die before backward.
+    # Set by apply(): backend, xp, inputs, needs_grad. With several outputs also n_outputs, outputs (weak
+    # refs) and out_meta ((shape, dtype) of each, for the graph drawing: an output may die before backward).
+    # A single output is alive wherever its Function is reached (only tensors hold a Function), so it is
+    # referenced only once it has a hook or retains its grad (Tensor._watch_in_graph), for backward to find.
     freed = False
+    n_outputs = 1
+    outputs: tuple = ()
     out_meta = None
+
     def forward(self, *arrays: Any, **params: Any) -> Any:
         raise NotImplementedError
 
@@ -88,50 +94,61 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         # The hot path of every op (a tiny op's whole cost beyond NumPy's call is this function): one- and
-        # two-input calls, nearly all of them, are written out rather than looped over.
+        # two-input calls, nearly all of them, are written out rather than looped over, and the output
+        # Tensor is built in place (Tensor._init's body: two calls fewer; keep the two alike).
         a = inputs[0]
         backend = a.backend
         fn = cls()
         fn.backend = backend
         fn.xp = backend.xp
         n = len(inputs)
-        if n == 1:
-            requires = a.requires_grad and _state.enabled
-            fn.needs_grad = (True,) if requires else (False,)
-            args = (a.data,)
-        elif n == 2:
-            b = inputs[1]
-            if b.backend is not backend:
-                _different_backends(cls, a, b)
-            requires = (a.requires_grad or b.requires_grad) and _state.enabled
-            fn.needs_grad = (a.requires_grad, b.requires_grad) if requires else (False, False)
-            args = (a.data, b.data)
-        else:
-            for t in inputs:
-                if t.backend is not backend:
-                    _different_backends(cls, a, t)
-            requires = any([t.requires_grad for t in inputs]) and _state.enabled
-            fn.needs_grad = tuple([t.requires_grad for t in inputs]) if requires else (False,) * n
-            args = [t.data for t in inputs]
         try:
-            out = fn.forward(*args, **params)
+            if n == 1:
+                requires = a.requires_grad and _state.enabled
+                fn.needs_grad = (True,) if requires else (False,)
+                out = fn.forward(a.data, **params)
+            elif n == 2:
+                b = inputs[1]
+                if b.backend is not backend:
+                    _different_backends(cls, a, b)
+                requires = (a.requires_grad or b.requires_grad) and _state.enabled
+                fn.needs_grad = (a.requires_grad, b.requires_grad) if requires else (False, False)
+                out = fn.forward(a.data, b.data, **params)
+            else:
+                for t in inputs:
+                    if t.backend is not backend:
+                        _different_backends(cls, a, t)
+                requires = any([t.requires_grad for t in inputs]) and _state.enabled
+                fn.needs_grad = tuple([t.requires_grad for t in inputs]) if requires else (False,) * n
+                out = fn.forward(*[t.data for t in inputs], **params)
         except ValueError as e:  # name the op and shapes instead of NumPy's inner message
             shapes = ", ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} ({e})") from None
         if not _TENSOR:
             from .tensor import Tensor
-            _TENSOR.append(Tensor._from_array)
-        from_array = _TENSOR[0]
+            _TENSOR.append(Tensor)
         if type(out) is not tuple:  # the common single-output case, kept short
-            t = from_array(out, backend, requires)
-            if requires:  # (out_meta stays the class's None: the one output is alive wherever fn is reached)
+            t = _new_object(_TENSOR[0])
+            t.data = out
+            t.backend = backend
+            t.requires_grad = requires
+            t.grad = None
+            t._out_index = 0
+            t._hooks = None
+            t._retains_grad = False
+            t._grad_owned = False
+            t._post_hooks = None
+            if requires:
                 fn.inputs = inputs
-                fn.outputs = (weakref.ref(t),)
                 t._ctx = fn
+            else:
+                t._ctx = None
             return t
+        from_array = _TENSOR[0]._from_array
         tensors = tuple([from_array(o, backend, requires) for o in out])
         if requires:
             fn.inputs = inputs
+            fn.n_outputs = len(tensors)
             fn.outputs = tuple([weakref.ref(t) for t in tensors])
             fn.out_meta = tuple([(o.shape, o.dtype) for o in out])
             for i, t in enumerate(tensors):
@@ -214,7 +231,7 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
 
     grads: dict[int, tuple[list, list]] = {}
     hooked_leaves: dict[int, tuple] = {}  # leaves with hooks: (leaf, [total grad], [owned])
-    slot = [None] * len(fn0.outputs)
+    slot = [None] * fn0.n_outputs
     slot[root._out_index] = g
     grads[id(fn0)] = (slot, [False] * len(slot))
 
@@ -237,8 +254,9 @@ def _backward_through(fn: Function, out_grads: list, grads: dict, hooked_leaves:
     """One Function's backward: its output gradients in, each input's gradient accumulated."""
     if fn.freed:
         raise RuntimeError(_FREED_MSG.format(name=fn.name))
-    for i, ref in enumerate(fn.outputs):  # hooks and retain_grad of non-leaf outputs
+    for ref in fn.outputs:  # hooks and retain_grad of non-leaf outputs (see Function: often none is referenced)
         t = ref()
+        i = 0 if t is None else t._out_index
         if t is not None and out_grads[i] is not None:
             if t._hooks:
                 out_grads[i] = t._apply_hooks(out_grads[i])
@@ -265,11 +283,12 @@ def _backward_through(fn: Function, out_grads: list, grads: dict, hooked_leaves:
         else:
             e = grads.get(id(p))
             if e is None:
-                e = grads[id(p)] = ([None] * len(p.outputs), [False] * len(p.outputs))
+                e = grads[id(p)] = ([None] * p.n_outputs, [False] * p.n_outputs)
             _accumulate(e[0], t._out_index, ig, e[1])
     if not retain_graph:
         # Drop saved arrays and inputs; keep just enough to report a second backward.
-        fn.__dict__ = {"freed": True, "inputs": (), "outputs": fn.outputs, "out_meta": fn.out_meta}
+        fn.__dict__ = {"freed": True, "inputs": (), "outputs": fn.outputs, "out_meta": fn.out_meta,
+                       "n_outputs": fn.n_outputs}
 
 
 # Post-accumulate-grad hooks (data-parallel training starts a gradient's all-reduce as soon as it is final):

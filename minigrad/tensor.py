@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -54,18 +55,8 @@ class Tensor:
 
     @staticmethod
     def _from_array(arr, backend: Backend, requires_grad: bool = False) -> Tensor:
-        # Every op's output is made here: _init's body written out (a call fewer per op).
         t = _new_tensor(Tensor)
-        t.data = arr
-        t.backend = backend
-        t.requires_grad = requires_grad
-        t.grad = None
-        t._ctx = None
-        t._out_index = 0
-        t._hooks = None
-        t._retains_grad = False
-        t._grad_owned = False
-        t._post_hooks = None
+        t._init(arr, backend, requires_grad)  # (Function.apply, every op's output, writes this body out)
         return t
 
     # ---- attributes ------------------------------------------------------------
@@ -156,7 +147,15 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("retain_grad(): this tensor does not require grad")
         self._retains_grad = True
+        self._watch_in_graph()
         return self
+
+    def _watch_in_graph(self) -> None:
+        """Let backward find this non-leaf output (for its hooks or retained grad): a single-output Function
+        holds no reference to its output until one is needed (autograd.Function)."""
+        fn = self._ctx
+        if fn is not None and not fn.outputs:
+            fn.outputs = (weakref.ref(self),)
 
     def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
         """Call ``fn(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it.
@@ -165,6 +164,7 @@ class Tensor:
             raise RuntimeError("register_hook(): this tensor does not require grad")
         if self._hooks is None:
             self._hooks = []
+            self._watch_in_graph()
         self._hooks.append(fn)
         return lambda: self._hooks.remove(fn)
 

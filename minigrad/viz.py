@@ -73,8 +73,8 @@ def _tensor_label(t: Tensor, name: str | None, is_root: bool, show_grad_norms: b
     return "\n".join(lines)
 
 
-def _fn_label(fn: Function) -> str:
-    meta = fn.out_meta or [(t.shape, t.dtype) for t in (ref() for ref in fn.outputs) if t is not None]
+def _fn_label(fn: Function, out: Tensor) -> str:
+    meta = fn.out_meta or [(out.shape, out.dtype)]  # one output: the tensor the walk came from
     outs = ", ".join(f"{_shape_text(s)} {d}" for s, d in meta)
     label = f"{fn.name}\n-> {outs}"
     if getattr(fn, "freed", False):
@@ -114,33 +114,34 @@ def to_dot(t: Tensor, show_grad_norms: bool = True, names: Mapping[str, Tensor] 
             node_lines.append(f"  {node} [label={_quote(label)}, {style}];")
         return node
 
-    pending_fns: list[Function] = []
+    pending_fns: list[tuple[Function, Tensor]] = []
 
-    def fn_node(fn: Function) -> str:
+    def fn_node(fn: Function, out: Tensor) -> str:
+        """fn's node; ``out`` is the output of fn the walk reached it from."""
         node = fn_ids.get(id(fn))
         if node is None:
             node = fn_ids[id(fn)] = f"f{len(fn_ids)}"
             keep_alive.append(fn)
             style = _FREED_STYLE if getattr(fn, "freed", False) else _FN_STYLE
-            node_lines.append(f"  {node} [label={_quote(_fn_label(fn))}, {style}];")
-            pending_fns.append(fn)
+            node_lines.append(f"  {node} [label={_quote(_fn_label(fn, out))}, {style}];")
+            pending_fns.append((fn, out))
         return node
 
     tensor_node(t)
     if t._ctx is not None:
-        fn_node(t._ctx)
+        fn_node(t._ctx, t)
     # Iterative walk (no recursion limit on deep graphs): each Function is expanded once.
     while pending_fns:
-        fn = pending_fns.pop()
+        fn, out = pending_fns.pop()
         me = fn_ids[id(fn)]
-        for ref in fn.outputs:  # every live output, including siblings of a multi-output op
-            out = ref()
-            if out is not None:
-                edge_lines.append(f"  {me} -> {tensor_node(out)};")
+        # Its outputs: every live one of several (siblings of a split, say), else the one the walk came from.
+        outs = [o for o in (ref() for ref in fn.outputs) if o is not None] if fn.n_outputs > 1 else [out]
+        for o in outs:
+            edge_lines.append(f"  {me} -> {tensor_node(o)};")
         for x in getattr(fn, "inputs", ()):  # () once a plain backward has freed the Function
             edge_lines.append(f"  {tensor_node(x)} -> {me};")
             if x._ctx is not None:
-                fn_node(x._ctx)
+                fn_node(x._ctx, x)
 
     for x in (names or {}).values():  # named tensors the walk could not reach
         if isinstance(x, Tensor):

@@ -54,7 +54,9 @@ class _Reduction(Function):
 
 class Sum(_Reduction):
     def forward(self, a, axis=None, keepdims=False):
-        axes = self._reduce_over(a, axis, keepdims)
+        # _reduce_over written out, with normalize_axis's first case: the commonest reduction, kept short
+        self.shape, self.keepdims = a.shape, keepdims
+        self.axes = axes = _ALL_AXES[a.ndim] if axis is None and a.ndim < 33 else normalize_axis(axis, a.ndim)
         backend = self.backend
         if a.size >= backend.kernel_min_size:
             return backend.kernel("sum")(a, axes, keepdims)
