@@ -162,15 +162,18 @@ def _shape_arg(shape) -> tuple:
 
 
 def reshape(x: Tensor, *shape) -> Tensor:
-    shape = _shape_arg(shape)
+    # _shape_arg written out, and NumPy left to check the sizes: a tiny reshape is mostly this function
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
     if shape == x.data.shape:
         return x
-    try:  # NumPy checks the sizes; only a failure pays for the message below
-        return ops.shape.Reshape.apply(x, shape=shape)
+    try:  # only a failure pays for the message below
+        return _Reshape.apply(x, shape=shape)
     except ValueError:
         raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.size} elements) as {shape}") from None
 
 
+_Reshape = ops.shape.Reshape
 view = reshape  # NumPy reshapes copy only when they must, so view and reshape are one op here
 
 

@@ -14,6 +14,8 @@ else (middle axes, other dtypes, empty input) returns NotImplemented and NumPy r
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -122,18 +124,18 @@ def _split(a: np.ndarray, axes: tuple):
     if len(axes) == nd:
         return "all", 1, a.size
     k = len(axes)
-    inner = int(np.prod(a.shape[nd - k:])) if axes == tuple(range(nd - k, nd)) else None
+    inner = math.prod(a.shape[nd - k:]) if axes == tuple(range(nd - k, nd)) else None  # (np.prod: ~4 us)
     if inner is not None:
         return "rows", a.size // inner, inner
     if axes == tuple(range(k)):
-        outer = int(np.prod(a.shape[:k]))
+        outer = math.prod(a.shape[:k])
         return "columns", outer, a.size // outer
     return None
 
 
 def _out_shape(a: np.ndarray, axes: tuple, keepdims: bool) -> tuple:
-    return tuple(1 if i in axes else n for i, n in enumerate(a.shape)) if keepdims else \
-        tuple(n for i, n in enumerate(a.shape) if i not in axes)
+    return tuple([1 if i in axes else n for i, n in enumerate(a.shape)]) if keepdims else \
+        tuple([n for i, n in enumerate(a.shape) if i not in axes])
 
 
 def _reduce(loops: tuple, a: np.ndarray, axes: tuple, keepdims: bool):
