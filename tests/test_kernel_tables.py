@@ -82,6 +82,8 @@ def cases(dt, rng):
         "sum": (r(3, 8), (1,)), "max": (r(3, 8), (0, 1), True),
         "softmax_forward": (r(3, 8),), "softmax_backward": (r(3, 8), r(3, 8)),
         "log_softmax_forward": (r(3, 8),), "log_softmax_backward": (r(3, 8), r(3, 8)),
+        "relu": (r(3, 8),), "relu_backward": (r(3, 8), r(3, 8)),
+        "gelu": (r(3, 8),), "gelu_backward": (r(3, 8), r(3, 8)),
     }
 
 def copy(a):

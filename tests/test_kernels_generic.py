@@ -1,15 +1,19 @@
-"""The numba backend's threaded generic kernels (kernels/cpu/elementwise.py, reduce.py, softmax.py)
+"""The numba backend's threaded generic kernels (kernels/cpu/elementwise.py, activations.py, reduce.py, softmax.py)
 against their NumPy twins (kernels/reference), on arrays spanning several parallel blocks, with the
 edge values (inf, NaN, huge and tiny arguments) and the layouts each one declines. The ops that call
 them are held to torch on the "numba-kernels" backend (tests/conftest.py), at every size."""
+
+import math
 
 import numpy as np
 import pytest
 
 import minigrad as mg
+from kernels.cpu import activations as cpu_act
 from kernels.cpu import elementwise as cpu_ew
 from kernels.cpu import reduce as cpu_reduce
 from kernels.cpu import softmax as cpu_softmax
+from kernels.reference import activations as ref_act
 from kernels.reference import elementwise as ref_ew
 from kernels.reference import reduce as ref_reduce
 from kernels.reference import softmax as ref_softmax
@@ -84,6 +88,45 @@ def test_silu_and_activation_backward_kernels(dtype):
     close(cpu_ew.sigmoid_backward(g, s), ref_ew.sigmoid_backward(np, g, s), dtype)
     close(cpu_ew.silu_backward(g, a, s), ref_ew.silu_backward(np, g, a, s), dtype)
     assert cpu_ew.tanh_backward(g, y[:, ::2].copy()) is NotImplemented  # shapes differ
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_relu_kernels(dtype):
+    a = np.concatenate([data(dtype).reshape(-1), EDGES.astype(dtype)])
+    g = np.random.default_rng(5).standard_normal(a.shape).astype(dtype)
+    y = cpu_act.relu(a)
+    close(y, ref_act.relu(np, a), dtype, rel=0)  # exact, NaN included
+    close(cpu_act.relu_backward(g, y), ref_act.relu_backward(np, g, y), dtype, rel=0)
+    assert cpu_act.relu(a[::2]) is NotImplemented and cpu_act.relu_backward(g, y.astype(np.float16)) is NotImplemented
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("tanh_approx", [False, True])
+def test_gelu_kernels(dtype, tanh_approx):
+    a = np.concatenate([data(dtype).reshape(-1), EDGES[np.abs(EDGES) < 1e3], np.linspace(-12, 8, 999)]).astype(dtype)
+    g = np.random.default_rng(6).standard_normal(a.shape).astype(dtype)
+    # The twin evaluated in float64 on the same inputs: in float32 the twin's own 1 + erf (or 1 + tanh)
+    # cancels for x << 0, which the kernel's erfc and sigmoids do not, so it is held to float64 instead.
+    a64, g64 = a.astype(np.float64), g.astype(np.float64)
+    with np.errstate(all="ignore"):
+        ref_y = ref_act.gelu(np, a64, tanh_approx).astype(dtype)
+        ref_dx = ref_act.gelu_backward(np, g64, a64, tanh_approx).astype(dtype)
+    rel, atol = (3e-6, 1e-6) if dtype == np.float32 else (1e-12, 1e-12)  # (float64: the twin's erf is ~1e-13)
+    close(cpu_act.gelu(a, tanh_approx), ref_y, dtype, rel, atol)
+    close(cpu_act.gelu_backward(g, a, tanh_approx), ref_dx, dtype, rel, atol)
+    assert cpu_act.gelu(a.astype(np.float16)) is NotImplemented
+    assert cpu_act.gelu_backward(g[:10], a) is NotImplemented  # shapes differ
+
+
+def test_float32_normal_cdf_is_relative_even_in_the_far_left_tail():
+    """Phi(x) = erfc(-x / sqrt 2) / 2 against math.erfc, relative down to x = -12 (Phi = 2e-33), where
+    1 + erf(x / sqrt 2) has no correct digit left. The bound grows with x^2: exp(-x^2 / 2) inherits the
+    float32 rounding of x^2 (relative 6e-8, so an absolute 4e-6 in the exponent at x = -12)."""
+    x = np.linspace(-12, 6, 40_001).astype(np.float32)
+    x = x[x != 0]
+    ours = cpu_act.gelu(x).astype(np.float64) / x  # x Phi(x) / x
+    exact = np.array([0.5 * math.erfc(-float(v) / math.sqrt(2)) for v in x])
+    assert np.all(np.abs(ours / exact - 1) <= 5e-7 * (1 + x.astype(np.float64) ** 2 / 2))
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from . import (
     _ssd_chunks,
+    activations,
     adamw,
     attention,
     causal_conv1d,
@@ -36,7 +37,7 @@ from . import (
 from ._cache_guard import refresh_stale_caches
 
 refresh_stale_caches([attention, cross_entropy, erf, index_add, rms_norm, rope, swiglu, causal_conv1d,
-                      selective_scan, _ssd_chunks, moe_dispatch, elementwise, reduce, softmax])
+                      selective_scan, _ssd_chunks, moe_dispatch, elementwise, reduce, softmax, activations])
 
 KERNELS: dict[str, Callable] = {
     "rms_norm_forward": rms_norm.rms_norm_forward,
@@ -64,6 +65,7 @@ KERNELS: dict[str, Callable] = {
     "moe_combine": moe_dispatch.moe_combine,
     "moe_combine_backward": moe_dispatch.moe_combine_backward,
     **{name: getattr(elementwise, name) for name in elementwise.NAMES},
+    **{name: getattr(activations, name) for name in activations.NAMES},
     "sum": reduce.sum,
     "max": reduce.max,
     **{name: getattr(softmax, name) for name in softmax.NAMES},

@@ -72,5 +72,5 @@ NOT_YET: frozenset[str] = frozenset({
 REFERENCE_SUFFICES: frozenset[str] = frozenset({
     "add", "sub", "mul", "div", "exp", "log", "tanh", "sigmoid", "silu_forward", "tanh_backward",
     "sigmoid_backward", "silu_backward", "sum", "max", "softmax_forward", "softmax_backward",
-    "log_softmax_forward", "log_softmax_backward",
+    "log_softmax_forward", "log_softmax_backward", "relu", "relu_backward", "gelu", "gelu_backward",
 })

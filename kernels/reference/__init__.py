@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import elementwise, reduce, softmax
+from . import activations, elementwise, reduce, softmax
 from .adamw import adamw_step, adamw_step_multi
 from .attention import attention_backward, attention_forward
 from .causal_conv1d import causal_conv1d_backward, causal_conv1d_forward
@@ -53,6 +53,7 @@ KERNELS: dict[str, Callable] = {
     "moe_combine": moe_combine,
     "moe_combine_backward": moe_combine_backward,
     **{name: getattr(elementwise, name) for name in elementwise.NAMES},
+    **{name: getattr(activations, name) for name in activations.NAMES},
     "sum": reduce.sum,
     "max": reduce.max,
     **{name: getattr(softmax, name) for name in softmax.NAMES},

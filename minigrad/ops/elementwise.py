@@ -244,11 +244,14 @@ class Sigmoid(Function):
 
 class Relu(Function):
     def forward(self, a):
-        self.mask = a > 0
-        return a * self.mask
+        # The output is kept, not a mask: y <= 0 exactly where a <= 0, and the next op usually keeps y anyway.
+        self.out = self.backend.kernel("relu")(a) if _big(self, a) else self.xp.maximum(a, 0)
+        return self.out
 
     def backward(self, g):
-        return g * self.mask
+        if _big(self, g):
+            return self.backend.kernel("relu_backward")(g, self.out)
+        return self.xp.where(self.out <= 0, 0, g)
 
 
 class Silu(Function):
@@ -278,6 +281,8 @@ class Gelu(Function):
     def forward(self, a, approximate="none"):
         xp = self.xp
         self.a, self.approx = a, approximate
+        if _big(self, a):  # one fused pass; its backward recomputes Phi from a instead of keeping it
+            return self.backend.kernel("gelu")(a, approximate == "tanh")
         if approximate == "tanh":
             self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
             return 0.5 * a * (1 + self.t)
@@ -286,6 +291,8 @@ class Gelu(Function):
 
     def backward(self, g):
         a = self.a
+        if _big(self, g):
+            return self.backend.kernel("gelu_backward")(g, a, self.approx == "tanh")
         if self.approx == "tanh":
             t = self.t
             dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
