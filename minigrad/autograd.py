@@ -256,8 +256,10 @@ def _backward_through(fn: Function, out_grads: list, grads: dict, hooked_leaves:
         raise RuntimeError(_FREED_MSG.format(name=fn.name))
     for ref in fn.outputs:  # hooks and retain_grad of non-leaf outputs (see Function: often none is referenced)
         t = ref()
-        i = 0 if t is None else t._out_index
-        if t is not None and out_grads[i] is not None:
+        if t is None:
+            continue
+        i = t._out_index
+        if out_grads[i] is not None:
             if t._hooks:
                 out_grads[i] = t._apply_hooks(out_grads[i])
             if t._retains_grad:

@@ -271,8 +271,8 @@ def _row_has_nan(a, n):  # pragma: no cover - compiled
 def _row_zero_sum(a, n):  # pragma: no cover - compiled
     """sum(a[j] * 0): 0 unless a[:n] holds a NaN or an infinity. A float sum, so it vectorizes, where
     _row_has_nan's or-reduction runs ~2x slower."""
-    s = a.dtype.type(0)
     zero = a.dtype.type(0)
+    s = zero
     for j in range(n):
         s += a[j] * zero
     return s
