@@ -53,7 +53,7 @@ CONTRACTS: dict[str, str] = {
         "(out, key, src) -> out: out[key] += src in place, repeated indices adding up in key order "
         "(as xp.add.at); key is any NumPy index (an int array, a tuple of arrays and slices)",
     "erf":
-        "(x) -> erf(x) elementwise, same shape and dtype as x, accurate to float64 rounding",
+        "(x) -> erf(x) elementwise, same shape and dtype as x, accurate to a few ulp of its dtype",
     "adamw_step":
         "(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, wd, step) -> None: one AdamW step "
         "(minigrad/optim/adamw.py), updating param, exp_avg, exp_avg_sq in place; grad is only read",

@@ -1,7 +1,8 @@
 """Invalidate Numba's on-disk cache when the shared helpers change.
 
 Numba (``cache=True``) keys each kernel's cache on its own source file only. The kernels
-inline ``_fast_math``'s helpers (and some ``_gemm``'s), so after an edit to ``_fast_math.py``
+inline ``_fast_math``'s helpers (and some ``_gemm``'s; activations.py compiles in the erfc fit of
+``../reference/erf.py``), so after an edit to ``_fast_math.py``
 (say, to the exp polynomial) they would keep running the old machine code. This stores a hash
 of those files next to each cache and empties the kernels' cache indexes when it differs.
 """
@@ -15,7 +16,7 @@ from types import ModuleType
 from numba.core.registry import CPUDispatcher
 
 _STAMP = "minigrad_fast_math.sha1"
-_HELPERS = ("_fast_math.py", "_gemm.py")
+_HELPERS = ("_fast_math.py", "_gemm.py", os.path.join("..", "reference", "erf.py"))
 
 
 def _helpers_hash() -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from ..reference.erf import ERFC_FIT
 from ._fast_math import fast_exp
 from ._layout import same_float
 
@@ -30,15 +31,11 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _CUBIC = 0.044715
 
-# erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2), for z >= 0 (the form of Numerical Recipes'
-# erfcc; these coefficients are our own fit: least squares on Chebyshev nodes in t, reweighted towards
-# minimax, against the exact exponent log(erfc(z) / t) + z^2). |P(t) - exact| <= 1e-7 for every z >= 0,
-# so erfc's relative error is <= 1e-7, near float32's 6e-8. A relative erfc keeps Phi(x) = erfc(-x/sqrt 2)/2
-# accurate for very negative x too, where 1 + erf(x / sqrt 2) would cancel: evaluated in float32, within
-# 5e-7 (1 + x^2 / 2) relative (the rounding of x^2 is what grows; tests/test_kernels_generic.py).
-_ERFC_P = tuple(np.float32(c) for c in (
-    0.16876100433557908, -0.8133255471278048, 1.4732552574032562, -1.1210997462457863, 0.2713515094120187,
-    -0.18396615851577197, 0.09638813209803097, 0.3741250380611763, 1.0000226498805478, -1.2655122201048024))
+# erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2), for z >= 0, P our own fit (kernels/reference/erf.py:
+# relative error <= 1e-7 for every z >= 0). A relative erfc keeps Phi(x) = erfc(-x/sqrt 2)/2 accurate for very
+# negative x too, where 1 + erf(x / sqrt 2) would cancel: evaluated in float32, within 5e-7 (1 + x^2 / 2)
+# relative (the rounding of x^2 is what grows; tests/test_kernels_generic.py).
+_ERFC_P = tuple(np.float32(c) for c in ERFC_FIT)
 _E9, _E8, _E7, _E6, _E5, _E4, _E3, _E2, _E1, _E0 = _ERFC_P
 _ONE32, _HALF32, _INV_SQRT_2_32 = np.float32(1.0), np.float32(0.5), np.float32(_INV_SQRT_2)
 
