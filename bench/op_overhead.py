@@ -142,6 +142,8 @@ def large_cases(backend: str, rng: np.random.Generator, quick: bool) -> list:
         (f"exp {ew}", lambda: ea.exp(), lambda: tea.exp()),
         (f"tanh {ew}", lambda: ea.tanh(), lambda: tea.tanh()),
         (f"silu {ew}", lambda: ea.silu(), lambda: torch.nn.functional.silu(tea)),
+        (f"relu {ew}", lambda: ea.relu(), lambda: torch.relu(tea)),
+        (f"gelu {ew}", lambda: ea.gelu(), lambda: torch.nn.functional.gelu(tea)),
         (f"sum {ew}", lambda: ea.sum(), lambda: tea.sum()),
         (f"max(axis=-1) {ew}", lambda: ea.max(axis=-1), lambda: tea.amax(dim=-1)),
         ("softmax 64x4096", lambda: sx.softmax(-1), lambda: tsx.softmax(-1)),
