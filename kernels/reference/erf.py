@@ -1,7 +1,7 @@
 """erf's reference kernel, for the exact GELU (minigrad/ops/elementwise.py). The spec that
 kernels/cpu/erf.py is held to, and what the numpy backend runs.
 
-float64 inputs get the series below (~1e-14, slow). float32 inputs get a form ~30x faster and as
+float64 inputs get the series below (~1e-14, slow). float32 inputs get a form ~20x faster and as
 exact as float32 can hold: a Taylor polynomial near 0 (relative there, where erf is small) and
 1 - erfc beyond, erfc from ``ERFC_FIT``, which kernels/cpu/activations.py uses for the normal CDF too.
 """
