@@ -2,12 +2,12 @@
 
 Each module pairs by file name with its spec in ``kernels/reference`` and is held to it by
 tests/test_kernels_cpu.py. The kernels take and return NumPy arrays only (no ``xp``, nothing
-from minigrad), and return ``NotImplemented`` for a case they do not handle, which the
+from the engine), and return ``NotImplemented`` for a case they do not handle, which the
 backend then hands to the reference (see ``kernels/contracts.py``).
 
 Importing this package imports Numba and, once, empties the on-disk caches of kernels that
-inline an edited ``_fast_math.py`` (``_cache_guard``); kernels compile, or load from that
-cache, on their first call.
+inline an edited ``_fast_math.py`` or compile in an edited erfc fit (``_cache_guard``); kernels
+compile, or load from that cache, on their first call.
 """
 
 from __future__ import annotations

@@ -35,8 +35,7 @@ _CUBIC = 0.044715
 # relative error <= 1e-7 for every z >= 0). A relative erfc keeps Phi(x) = erfc(-x/sqrt 2)/2 accurate for very
 # negative x too, where 1 + erf(x / sqrt 2) would cancel: evaluated in float32, within 5e-7 (1 + x^2 / 2)
 # relative (the rounding of x^2 is what grows; tests/test_kernels_generic.py).
-_ERFC_P = tuple(np.float32(c) for c in ERFC_FIT)
-_E9, _E8, _E7, _E6, _E5, _E4, _E3, _E2, _E1, _E0 = _ERFC_P
+_E9, _E8, _E7, _E6, _E5, _E4, _E3, _E2, _E1, _E0 = (np.float32(c) for c in ERFC_FIT)
 _ONE32, _HALF32, _INV_SQRT_2_32 = np.float32(1.0), np.float32(0.5), np.float32(_INV_SQRT_2)
 
 

@@ -273,6 +273,7 @@ class Silu(Function):
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_CUBIC = 0.044715  # the tanh approximation's x^3 coefficient
 
 
 class Gelu(Function):
@@ -284,7 +285,7 @@ class Gelu(Function):
         if _big(self, a):  # one fused pass; its backward recomputes Phi from a instead of keeping it
             return self.backend.kernel("gelu")(a, approximate == "tanh")
         if approximate == "tanh":
-            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
+            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + _CUBIC * a * a * a))
             return 0.5 * a * (1 + self.t)
         self.cdf = 0.5 * (1 + self.backend.kernel("erf")(a * _INV_SQRT_2))
         return a * self.cdf
@@ -295,7 +296,7 @@ class Gelu(Function):
             return self.backend.kernel("gelu_backward")(g, a, self.approx == "tanh")
         if self.approx == "tanh":
             t = self.t
-            dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+            dinner = _SQRT_2_OVER_PI * (1 + 3 * _CUBIC * a * a)
             return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * dinner)
         pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * a * a)
         return g * (self.cdf + a * pdf)
