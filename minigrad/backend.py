@@ -22,7 +22,7 @@ import ``kernels.reference``, ``kernels.cpu`` and ``kernels.cuda`` on a backend'
 call, so ``import minigrad`` loads none of them and never imports Numba or CuPy.
 
 What ``import minigrad`` does to the process, all of it: it applies the process-wide settings
-of ``minigrad/_process.py`` (two environment defaults and glibc's malloc thresholds), and
+of ``minigrad/_process.py`` (environment defaults for OpenBLAS and Numba, and glibc's malloc thresholds), and
 registers the "numpy" and "numba" backends here (plain objects; "cupy" is made on first
 ``get_backend("cupy")``, which imports CuPy). Nothing else runs until you call it.
 
