@@ -12,7 +12,8 @@ the loops that call them (they are small and get inlined):
   first ``n`` elements of a 1-D array, compiled with reassociation allowed so they split
   into SIMD lanes (a strict left-to-right sum cannot). ``row_max`` assumes no NaN;
   ``row_max_nan`` is NaN when the row holds one (NumPy's max), and ``row_sum64`` adds in float64.
-  Only these helpers get the relaxed flags; every other kernel keeps IEEE order. They must be
+  Only these helpers get the relaxed flags; every other kernel keeps IEEE order, except that
+  the float32 approximations may fuse a multiply and an add (``CONTRACT``: FMA, one rounding). They must be
   inlined by LLVM (which keeps each instruction's flags), not by Numba's ``inline="always"``
   (which would re-lower them under the caller's flags).
 
@@ -29,6 +30,10 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
+
+# The polynomials' multiply-adds may fuse into FMA instructions: half the vector instructions (exp on
+# 1024x1024 float32 ran ~280 -> ~205 us on AVX-512) and one rounding fewer each, so no less accurate.
+CONTRACT = {"contract"}
 
 # exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2 / 2. ln2 is split in two (Cody-Waite):
 # _LN2_HI has few significant bits, so n * _LN2_HI is exact and x - n * _LN2_HI loses nothing.
@@ -73,7 +78,7 @@ def _float32_bits(typingctx, x):
     return types.int32(types.float32), codegen
 
 
-@numba.njit
+@numba.njit(fastmath=CONTRACT)
 def _exp_float32(x):  # pragma: no cover - compiled
     xc = min(max(x, _EXP_LO), _EXP_HI)
     n = np.floor(xc * _LOG2E + np.float32(0.5))  # np.floor keeps float32 (math.floor gives int64)
@@ -115,7 +120,8 @@ _TB0, _TB2 = np.float32(4.89352518554385e-03), np.float32(2.26843463243900e-03)
 _TB4, _TB6 = np.float32(1.18534705686654e-04), np.float32(1.19825839466702e-06)
 
 
-@numba.njit(error_model="numpy")  # Python's model checks each division for zero: the loop would stay scalar
+# error_model: Python's model checks each division for zero, and the loop would stay scalar
+@numba.njit(fastmath=CONTRACT, error_model="numpy")
 def _tanh_float32(x):  # pragma: no cover - compiled
     xc = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
     x2 = xc * xc
@@ -129,6 +135,8 @@ def _tanh_float32(x):  # pragma: no cover - compiled
     q = q * x2 + _TB2
     q = q * x2 + _TB0
     y = xc * p / q
+    if abs(x) >= _TANH_CLAMP:  # exactly +-1 (with FMAs the fit gives 4 ulp less there): a sigmoid
+        y = np.float32(1.0) if x > 0 else np.float32(-1.0)  # 0.5 (1 + tanh(x / 2)) of x << 0 is then 0
     if abs(x) < _TANH_TINY:
         y = x
     if x != x:
@@ -145,7 +153,7 @@ _LP0, _LP1, _LP2, _LP3, _LP4, _LP5, _LP6, _LP7, _LP8 = _LP
 _HALF = np.float32(0.5)
 
 
-@numba.njit
+@numba.njit(fastmath=CONTRACT)
 def _log_float32(x):  # pragma: no cover - compiled
     small = x < _FLT_MIN  # subnormal (or not positive): scale it into the normal range first
     xs = x * _TWO_23 if small else x
