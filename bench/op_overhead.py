@@ -1,7 +1,8 @@
 """Per-op overhead on tiny tensors and throughput on large ones: minigrad (numpy and numba backends)
 vs PyTorch CPU eager.
 
-    python bench/op_overhead.py            # the full table (about a minute on 2 cores)
+    python bench/op_overhead.py            # both tables (about three minutes on 2 cores)
+    python bench/op_overhead.py --table large  # only the large-tensor table
     python bench/op_overhead.py --quick    # fewer repeats, smaller "large" shapes
     python bench/op_overhead.py --profile  # also cProfile minigrad's tiny-op loop
 
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and smaller large shapes")
     p.add_argument("--profile", action="store_true", help="cProfile minigrad's tiny-op loop too")
+    p.add_argument("--table", choices=("tiny", "large", "both"), default="both", help="which table to run")
     p.add_argument("--threads", type=int, default=THREADS,
                    help=f"torch intra-op threads (default {THREADS}; NumPy's BLAS gets OPENBLAS_NUM_THREADS)")
     args = p.parse_args(argv)
@@ -200,10 +202,12 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.threads} threads, float32; medians of {repeats} repeats")
     # Other processes on the machine skew timings, torch's threaded kernels most of all.
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    run_table("tiny tensors (4, 4), inputs require grad: per-op overhead", tiny_cases,
-              target_s=0.02 if args.quick else 0.1, repeats=repeats)
-    run_table("large tensors: throughput", lambda b, rng: large_cases(b, rng, args.quick),
-              target_s=0.1 if args.quick else 0.5, repeats=repeats)
+    if args.table in ("tiny", "both"):
+        run_table("tiny tensors (4, 4), inputs require grad: per-op overhead", tiny_cases,
+                  target_s=0.02 if args.quick else 0.1, repeats=repeats)
+    if args.table in ("large", "both"):
+        run_table("large tensors: throughput", lambda b, rng: large_cases(b, rng, args.quick),
+                  target_s=0.1 if args.quick else 0.5, repeats=repeats)
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
     if args.profile:
         for backend in BACKENDS:
