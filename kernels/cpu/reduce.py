@@ -116,26 +116,33 @@ def _tasks(rows: int) -> int:
 
 
 def _split(a: np.ndarray, axes: tuple):
-    """(leading, rows, cols) for a reduction over ``axes``: "all", "rows" (trailing axes: each row of
-    a.reshape(rows, cols) reduces to one value) or "columns" (leading axes); None when it is neither."""
-    nd = a.ndim
-    if not same_float(a) or not a.flags.c_contiguous or a.size == 0 or not axes:
+    """(kind, rows, cols) for a reduction over ``axes``: "all", "rows" (trailing axes: each row of
+    a.reshape(rows, cols) reduces to one value) or "columns" (leading axes); None when it is neither.
+    The axes are sorted and distinct (the contract), so k of them are the last k exactly when the first
+    is ndim - k, and the first k when the last is k - 1. (Each line here costs: right after a pass over
+    a large array, Python runs from cold caches.)"""
+    nd, k = a.ndim, len(axes)
+    if not k or not a.size or not a.flags.c_contiguous or not same_float(a):
         return None
-    if len(axes) == nd:
+    if k == nd:
         return "all", 1, a.size
-    k = len(axes)
-    inner = math.prod(a.shape[nd - k:]) if axes == tuple(range(nd - k, nd)) else None  # (np.prod: ~4 us)
-    if inner is not None:
-        return "rows", a.size // inner, inner
-    if axes == tuple(range(k)):
-        outer = math.prod(a.shape[:k])
-        return "columns", outer, a.size // outer
+    if axes[0] == nd - k:
+        cols = math.prod(a.shape[nd - k:])  # (np.prod: ~4 us)
+        return "rows", a.size // cols, cols
+    if axes[-1] == k - 1:
+        rows = math.prod(a.shape[:k])
+        return "columns", rows, a.size // rows
     return None
 
 
-def _out_shape(a: np.ndarray, axes: tuple, keepdims: bool) -> tuple:
-    return tuple([1 if i in axes else n for i, n in enumerate(a.shape)]) if keepdims else \
-        tuple([n for i, n in enumerate(a.shape) if i not in axes])
+def _out_shape(a: np.ndarray, kind: str, k: int, keepdims: bool) -> tuple:
+    """The result's shape, as NumPy gives it, for a reduction of ``kind`` over k axes."""
+    nd = a.ndim
+    if kind == "all":
+        return (1,) * nd if keepdims else ()
+    if kind == "rows":
+        return a.shape[:nd - k] + (1,) * k if keepdims else a.shape[:nd - k]
+    return (1,) * k + a.shape[k:] if keepdims else a.shape[k:]
 
 
 def _reduce(loops: tuple, a: np.ndarray, axes: tuple, keepdims: bool):
@@ -153,7 +160,7 @@ def _reduce(loops: tuple, a: np.ndarray, axes: tuple, keepdims: bool):
     else:
         out = np.empty(cols, a.dtype)
         by_columns(a.reshape(rows, cols), out, _tasks(rows))
-    return out.reshape(_out_shape(a, axes, keepdims))
+    return out.reshape(_out_shape(a, kind, len(axes), keepdims))
 
 
 def sum(a, axes, keepdims=False):  # noqa: A001 - the op's name

@@ -86,12 +86,14 @@ class _MaxMin(_Reduction):
 
     def forward(self, a, axis=None, keepdims=False):
         axes = self._reduce_over(a, axis, keepdims)
+        keep = self.needs_grad[0]  # the backward finds the extremes again: a and out are kept, not a mask
         if self.op == "max" and a.size >= self.backend.kernel_min_size:
-            out = self.backend.kernel("max")(a, axes, True)
+            out = self.backend.kernel("max")(a, axes, keepdims or keep)
         else:
-            out = getattr(a, self.op)(axis=axes, keepdims=True)
-        if self.needs_grad[0]:  # the backward finds the extremes again: a and out are kept, not a mask
-            self.a, self.out = a, out
+            out = getattr(a, self.op)(axis=axes, keepdims=keepdims or keep)
+        if not keep:  # (no gradient: the result as asked, with no reshape after it)
+            return out
+        self.a, self.out = a, out
         return self._squeeze(out)
 
     def backward(self, g):
