@@ -287,6 +287,32 @@ def test_reference_erf_float32_against_math_erf():
     assert out.dtype == np.float32 and np.signbit(out[1])
 
 
+@pytest.mark.parametrize("variant", ["_exp_float32_bits", "_exp_float32_scalef"])
+def test_both_float32_exps_against_float64(variant):
+    """Each CPU's exp (AVX-512's applies 2^n by ldexp, the others build it from bits; this machine runs one
+    in its kernels), compiled here either way: ~1 ulp over float32's normal range, and the edges right."""
+    import numba
+
+    from kernels.cpu import _fast_math
+
+    fn = getattr(_fast_math, variant)
+
+    @numba.njit
+    def run(a, out):
+        for i in range(a.size):
+            out[i] = fn(a[i])
+
+    x = np.concatenate([np.linspace(-87.0, 88.0, 200_001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    out = np.empty_like(x)
+    run(x, out)
+    exact = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(out - exact) / exact) <= 1.5 * 2.0 ** -23  # 1.5 ulp at worst (ulp/value <= 2^-23)
+    edges = np.array([np.inf, -np.inf, np.nan, 100.0, -120.0, 89.0], np.float32)
+    out = np.empty_like(edges)
+    run(edges, out)
+    np.testing.assert_array_equal(out, [np.inf, 0.0, np.nan, np.inf, 0.0, np.inf])
+
+
 def test_row_views_and_thread_helpers():
     from kernels.cpu._blas_threads import blas_single_thread, run_parallel
     from kernels.cpu._layout import as_rows

@@ -2,8 +2,9 @@
 the loops that call them (they are small and get inlined):
 
 * ``fast_exp(x)``: for float32, exp from a range reduction and a degree-7 polynomial (a
-  loop of ``math.exp`` calls stays scalar without fastmath); within ~1 ulp of the true
-  value. For float64 it is ``math.exp`` itself, so the float64 kernels stay tight to NumPy.
+  loop of ``math.exp`` calls stays scalar without fastmath); within ~1.3 ulp of the true
+  value. On AVX-512, 2^n is applied by ldexp (one VSCALEFPS); elsewhere it is built from its
+  exponent bits. For float64 it is ``math.exp`` itself, so the float64 kernels stay tight to NumPy.
 * ``fast_tanh(x)``, ``fast_log(x)``: for float32, a rational approximation of tanh (no exp, so
   no overflow to guard against) and log from the exponent bits and a degree-9 polynomial of
   the mantissa (Cephes' logf); within a few ulp. For float64, ``math.tanh`` and ``math.log``.
@@ -78,9 +79,20 @@ def _float32_bits(typingctx, x):
     return types.int32(types.float32), codegen
 
 
+@intrinsic
+def _ldexp_float32(typingctx, x, n):
+    """x * 2^n, LLVM's ldexp: on AVX-512 one VSCALEFPS, exact for any n (inf past the top, subnormals and
+    0 below). Elsewhere LLVM makes it a call to libm's ldexpf per element, so only the AVX-512 exp uses it."""
+    def codegen(context, builder, signature, args):
+        f32, i32 = ir.FloatType(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.ldexp", [f32, i32], ir.FunctionType(f32, [f32, i32]))
+        return builder.call(fn, args)
+    return types.float32(types.float32, types.int32), codegen
+
+
 @numba.njit(fastmath=CONTRACT)
-def _exp_float32(x):  # pragma: no cover - compiled
-    xc = min(max(x, _EXP_LO), _EXP_HI)
+def _exp_reduced(xc):  # pragma: no cover - compiled
+    """(exp(r), n) with xc = n ln2 + r: the range reduction and polynomial both exps below share."""
     n = np.floor(xc * _LOG2E + np.float32(0.5))  # np.floor keeps float32 (math.floor gives int64)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
     p = _C7 * r + _C6
@@ -90,12 +102,44 @@ def _exp_float32(x):  # pragma: no cover - compiled
     p = p * r + _C2
     p = p * r + _ONE
     p = p * r + _ONE
+    return p, n
+
+
+@numba.njit(fastmath=CONTRACT)
+def _exp_float32_bits(x):  # pragma: no cover - compiled
+    """2^n built from its exponent bits, so n must stay in the normal range: clamped, then fixed up."""
+    p, n = _exp_reduced(min(max(x, _EXP_LO), _EXP_HI))
     y = p * _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
     if x < _EXP_LO:
         y = np.float32(0.0)
     if x > _EXP_HI:
         y = np.float32(np.inf)
     return y
+
+
+# For ldexp the clamp only keeps n an int32: exp(-104) rounds to 0, exp(89) overflows to inf.
+_SCALEF_LO, _SCALEF_HI = np.float32(-104.0), np.float32(89.0)
+
+
+@numba.njit(fastmath=CONTRACT)
+def _exp_float32_scalef(x):  # pragma: no cover - compiled
+    """Three instructions fewer than _exp_float32_bits, and right near the ends of the range too
+    (x in (88.3, 88.7) is finite, and x in (-103, -87) gives a subnormal, where that one gives inf and 0)."""
+    p, n = _exp_reduced(min(max(x, _SCALEF_LO), _SCALEF_HI))
+    return _ldexp_float32(p, np.int32(n))
+
+
+def _compiles_for_avx512() -> bool:
+    """Whether Numba targets AVX-512 (F and VL: VSCALEFPS on 512- and 256-bit vectors) in this process.
+    Its target is fixed once Numba is imported (minigrad/_process.py chooses it before that)."""
+    from numba.core.codegen import get_host_cpu_features
+
+    features = numba.config.CPU_FEATURES
+    flags = set((get_host_cpu_features() if features is None else features).split(","))
+    return {"+avx512f", "+avx512vl"} <= flags
+
+
+_exp_float32 = _exp_float32_scalef if _compiles_for_avx512() else _exp_float32_bits
 
 
 def fast_exp(x):
