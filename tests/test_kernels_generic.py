@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from kernels.cpu import _layout as cpu_layout
 from kernels.cpu import activations as cpu_act
 from kernels.cpu import elementwise as cpu_ew
 from kernels.cpu import reduce as cpu_reduce
@@ -54,6 +55,41 @@ def test_binary_kernels_decline_what_they_do_not_handle():
     assert cpu_ew.mul(a, a[:, :1].copy()) is NotImplemented  # a column, not a row
     assert cpu_ew.add(a.astype(np.float16), a.astype(np.float16)) is NotImplemented
     assert cpu_ew.add(a.astype(np.int64), a.astype(np.int64)) is NotImplemented
+
+
+def broadcast_views(dtype, shape=SHAPE):
+    """Gradients as sums and means hand them on: stride-0 views of one value, and of one row."""
+    return {"scalar": np.broadcast_to(np.asarray(1.5, dtype), shape),
+            "row": np.broadcast_to(data(dtype, (shape[-1],), seed=7), shape)}
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("kind", ["scalar", "row"])
+def test_kernels_take_a_broadcast_gradient_as_it_comes(kind, dtype):
+    g = broadcast_views(dtype)[kind]
+    a, y = data(dtype), np.tanh(data(dtype, seed=3))
+    dense = cpu_layout.dense(g)
+    assert dense.flags.c_contiguous and np.array_equal(dense, g)
+    for op in ("add", "sub", "mul", "div"):  # either side
+        close(getattr(cpu_ew, op)(g, a), getattr(ref_ew, op)(np, g, a), dtype, rel=None if op == "div" else 0)
+        close(getattr(cpu_ew, op)(a, g), getattr(ref_ew, op)(np, a, g), dtype, rel=None if op == "div" else 0)
+    for op in ("tanh_backward", "sigmoid_backward"):
+        close(getattr(cpu_ew, op)(g, y), getattr(ref_ew, op)(np, g, y), dtype)
+    close(cpu_ew.silu_backward(g, a, y), ref_ew.silu_backward(np, g, a, y), dtype)
+    close(cpu_act.relu_backward(g, a), ref_act.relu_backward(np, g, a), dtype, rel=0)
+    close(cpu_act.gelu_backward(g, a), cpu_act.gelu_backward(dense, a), dtype, rel=0)  # (held to the twin above)
+    p = ref_softmax.softmax_forward(np, a)
+    rel = 2e-6 if dtype == np.float32 else 2e-14  # the backward's g - sum(g p) cancels: as in test_softmax_kernels
+    close(cpu_softmax.softmax_backward(g, p), ref_softmax.softmax_backward(np, g, p), dtype, rel * 10,
+          rel * float(np.abs(g).sum(axis=-1).max()))
+
+
+def test_broadcast_gradients_the_kernels_decline():
+    a = data(np.float32)
+    column = np.broadcast_to(a[:, :1], a.shape)  # a sum over the last axis: neither a scalar nor a row
+    assert cpu_layout.dense(column) is None
+    assert cpu_ew.mul(column, a) is NotImplemented and cpu_ew.tanh_backward(column, a) is NotImplemented
+    assert cpu_ew.add(column, column) is NotImplemented  # both strided
 
 
 EDGES = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-4, 88.0, 89.0, -87.5, -104.0, 500.0, -500.0, np.inf, -np.inf,

@@ -7,10 +7,17 @@ no inner loop vectorizes. The column blocks the fused projections produce (q, k,
 gate, up are slices of one GEMM output) are rows of contiguous elements a fixed distance
 apart. ``as_rows`` turns such an array into a contiguous 1-D view of the underlying memory
 plus the row stride, so a kernel reads row i as ``flat[i * ld : i * ld + width]``.
+
+The gradient of a sum or a mean reaches the next op as a broadcast view (stride 0 along the
+summed axes: ``broadcast_to``, free to make). ``broadcast_source`` finds the scalar or row it
+repeats, which the binary ops take as they are; ``dense`` writes such a view out once, by the
+threads, for the kernels that want every operand whole (a fraction of what sending the op to
+NumPy's strided loops would cost).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # Numba has no float16 arithmetic on the CPU
@@ -39,3 +46,40 @@ def as_rows(a: np.ndarray, width: int) -> tuple[np.ndarray, int] | None:
         return None
     flat = np.lib.stride_tricks.as_strided(rows, shape=((n - 1) * ld + width,), strides=(isz,))
     return flat, ld
+
+
+def broadcast_source(a: np.ndarray) -> np.ndarray:
+    """The array ``a`` repeats: a view with each stride-0 axis cut to length 1 (``a`` itself when it
+    has none). For the gradient of ``x.sum()``, a (1, ..., 1) view of the one value."""
+    if 0 not in a.strides or a.size == 0:
+        return a
+    return a[tuple(slice(0, 1) if s == 0 else slice(None) for s in a.strides)]
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_rows(row, out):  # pragma: no cover - compiled
+    """out[r, :] = row for every row r of out (rows, m)."""
+    for r in numba.prange(out.shape[0]):
+        o = out[r]
+        for j in range(row.size):
+            o[j] = row[j]
+
+
+def dense(a: np.ndarray) -> np.ndarray | None:
+    """``a`` as a C-contiguous array: ``a`` itself, or a broadcast scalar or row written out whole;
+    None for any other layout (the caller returns NotImplemented)."""
+    if a.flags.c_contiguous:
+        return a
+    src = broadcast_source(a)
+    if a.ndim == 0 or not src.flags.c_contiguous or a.dtype not in FLOATS:
+        return None
+    m = a.shape[-1]
+    if src.size == 1:
+        row = np.full(m, src.reshape(-1)[0], dtype=a.dtype)
+    elif src.size == m and src.shape[-1] == m:
+        row = src.reshape(m)
+    else:
+        return None
+    out = np.empty(a.shape, a.dtype)
+    _fill_rows(row, out.reshape(-1, m))
+    return out

@@ -22,7 +22,7 @@ from numba.extending import overload
 
 from ..reference.erf import ERFC_FIT
 from ._fast_math import CONTRACT, fast_exp
-from ._layout import same_float
+from ._layout import dense, same_float
 
 BLOCK = 1 << 14  # elements per parallel task
 
@@ -148,7 +148,8 @@ def relu(a):
 
 
 def relu_backward(g, y):
-    if not _handled(g, y):
+    g = dense(g) if g.shape == y.shape else None  # a sum's gradient arrives broadcast
+    if g is None or not _handled(g, y):
         return NotImplemented
     out = np.empty(g.shape, g.dtype)
     if g.size:
@@ -166,7 +167,8 @@ def gelu(a, tanh_approx=False):
 
 
 def gelu_backward(g, a, tanh_approx=False):
-    if not _handled(g, a):
+    g = dense(g) if g.shape == a.shape else None  # a sum's gradient arrives broadcast
+    if g is None or not _handled(g, a):
         return NotImplemented
     out = np.empty(g.shape, g.dtype)
     if g.size:

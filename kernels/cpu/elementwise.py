@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from ._fast_math import fast_exp, fast_log, fast_tanh
-from ._layout import same_float
+from ._layout import broadcast_source, dense, same_float
 
 BLOCK = 1 << 14  # elements per parallel task: 64 KiB of float32, a few microseconds of work
 
@@ -73,7 +73,12 @@ def _binary_rows(op, left, a, row, out):  # pragma: no cover - compiled
 
 
 def _binary(op: int, a: np.ndarray, b: np.ndarray):
-    if not same_float(a, b) or not (a.flags.c_contiguous and b.flags.c_contiguous):
+    if not same_float(a, b):
+        return NotImplemented
+    if a.shape == b.shape and a.flags.c_contiguous != b.flags.c_contiguous:
+        # one is likely a broadcast view (a sum's gradient): take the scalar or row it repeats
+        a, b = (a, broadcast_source(b)) if a.flags.c_contiguous else (broadcast_source(a), b)
+    if not (a.flags.c_contiguous and b.flags.c_contiguous):
         return NotImplemented
     if a.shape == b.shape:
         out = np.empty(a.shape, a.dtype)
@@ -211,6 +216,9 @@ def _activation_backward(op, g, y, s, out):  # pragma: no cover - compiled
 
 
 def _backward_call(op: int, g: np.ndarray, y: np.ndarray, s: np.ndarray):
+    g = dense(g) if g.shape == y.shape else None  # a sum's gradient arrives broadcast
+    if g is None:
+        return NotImplemented
     arrays = (g, y, s)
     if not same_float(*arrays) or any(x.shape != g.shape or not x.flags.c_contiguous for x in arrays):
         return NotImplemented

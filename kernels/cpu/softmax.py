@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from ._fast_math import fast_exp, fast_log, row_dot, row_exp_sum, row_max, row_sum, row_sum_exp
-from ._layout import FLOATS
+from ._layout import FLOATS, dense
 
 THREADED_MIN = 1 << 15  # elements: below, one thread (waking the others costs more than the rows)
 
@@ -118,6 +118,10 @@ def _forward(threaded, one_thread, x: np.ndarray):
 
 
 def _backward(threaded, one_thread, g: np.ndarray, y: np.ndarray):
+    if not g.flags.c_contiguous and g.shape == y.shape:  # a broadcast gradient, written out whole
+        g = dense(g)
+        if g is None:
+            return NotImplemented
     if not (g.dtype in FLOATS and y.dtype == g.dtype and y.shape == g.shape and g.ndim and g.size
             and g.flags.c_contiguous and y.flags.c_contiguous):
         return NotImplemented
