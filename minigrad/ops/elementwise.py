@@ -57,7 +57,7 @@ class Div(Function):
         return self.backend.kernel("div")(a, b) if _big(self, a, b) else a / b
 
     def backward(self, g):
-        gb = g / self.b
+        gb = self.backend.kernel("div")(g, self.b) if _big(self, g, self.b) else g / self.b
         return (gb if self.needs_grad[0] else None,
                 -gb * self.a / self.b if self.needs_grad[1] else None)
 
@@ -75,12 +75,17 @@ class PowScalar(Function):
 
     def forward(self, a, p):
         self.a, self.p = a, p
+        if p == 2 and _big(self, a):  # a square (an MSE loss): a * a, what NumPy's power computes for 2
+            return self.backend.kernel("mul")(a, a)
         return a ** p
 
     def backward(self, g):
         p = self.p
         if p == 0:  # d/dx x**0 is 0 everywhere, also at x = 0 where x**-1 would give 0*inf
             return self.xp.zeros_like(g)
+        if p == 2 and _big(self, g):
+            mul = self.backend.kernel("mul")
+            return mul(g, mul(self.a, self.xp.asarray(2, dtype=self.a.dtype)))
         if p == 2:
             return g * (2 * self.a)
         return g * (p * self.a ** (p - 1))
