@@ -38,12 +38,14 @@ def close(ours, ref, dtype, rel=None, atol=None):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("layout", ["same", "row", "row_2d", "scalar", "row_left", "scalar_left"])
+@pytest.mark.parametrize("layout", ["same", "row", "row_2d", "scalar", "column", "row_left", "scalar_left",
+                                    "column_left"])
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 def test_binary_kernels(op, layout, dtype):
     a, other = data(dtype), data(dtype, seed=1)
     b = {"same": other, "row": other[0], "row_2d": other[:1], "scalar": other[0, :1].reshape(()),
-         "row_left": other[0], "scalar_left": other[0, :1]}[layout]
+         "column": other[:, :1].copy(), "row_left": other[0], "scalar_left": other[0, :1],
+         "column_left": other[:, 1:2].copy()}[layout]
     args = (b, a) if layout.endswith("_left") else (a, b)
     close(getattr(cpu_ew, op)(*args), getattr(ref_ew, op)(np, *args), dtype, rel=0 if op != "div" else None)
 
@@ -52,19 +54,20 @@ def test_binary_kernels_decline_what_they_do_not_handle():
     a = data(np.float32)
     assert cpu_ew.add(a, a.astype(np.float64)) is NotImplemented  # mixed dtypes
     assert cpu_ew.add(a[:, ::2], a[:, ::2]) is NotImplemented  # strided
-    assert cpu_ew.mul(a, a[:, :1].copy()) is NotImplemented  # a column, not a row
+    assert cpu_ew.mul(a[None], a[:, :1].copy()) is NotImplemented  # a column that broadcasts over a new axis too
     assert cpu_ew.add(a.astype(np.float16), a.astype(np.float16)) is NotImplemented
     assert cpu_ew.add(a.astype(np.int64), a.astype(np.int64)) is NotImplemented
 
 
 def broadcast_views(dtype, shape=SHAPE):
-    """Gradients as sums and means hand them on: stride-0 views of one value, and of one row."""
+    """Gradients as sums and means hand them on: stride-0 views of one value, of one row, of one column."""
     return {"scalar": np.broadcast_to(np.asarray(1.5, dtype), shape),
-            "row": np.broadcast_to(data(dtype, (shape[-1],), seed=7), shape)}
+            "row": np.broadcast_to(data(dtype, (shape[-1],), seed=7), shape),
+            "column": np.broadcast_to(data(dtype, shape[:-1] + (1,), seed=8), shape)}
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("kind", ["scalar", "row"])
+@pytest.mark.parametrize("kind", ["scalar", "row", "column"])
 def test_kernels_take_a_broadcast_gradient_as_it_comes(kind, dtype):
     g = broadcast_views(dtype)[kind]
     a, y = data(dtype), np.tanh(data(dtype, seed=3))
@@ -85,11 +88,11 @@ def test_kernels_take_a_broadcast_gradient_as_it_comes(kind, dtype):
 
 
 def test_broadcast_gradients_the_kernels_decline():
-    a = data(np.float32)
-    column = np.broadcast_to(a[:, :1], a.shape)  # a sum over the last axis: neither a scalar nor a row
-    assert cpu_layout.dense(column) is None
-    assert cpu_ew.mul(column, a) is NotImplemented and cpu_ew.tanh_backward(column, a) is NotImplemented
-    assert cpu_ew.add(column, column) is NotImplemented  # both strided
+    a = data(np.float32, (3, 4, 2750))
+    middle = np.broadcast_to(a[:, :1], a.shape)  # a sum over a middle axis: no scalar, row or column
+    assert cpu_layout.dense(middle) is None
+    assert cpu_ew.mul(middle, a) is NotImplemented and cpu_ew.tanh_backward(middle, a) is NotImplemented
+    assert cpu_ew.add(middle, middle) is NotImplemented  # both strided
 
 
 EDGES = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-4, 88.0, 89.0, -87.5, -104.0, 500.0, -500.0, np.inf, -np.inf,

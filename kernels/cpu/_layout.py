@@ -9,8 +9,8 @@ apart. ``as_rows`` turns such an array into a contiguous 1-D view of the underly
 plus the row stride, so a kernel reads row i as ``flat[i * ld : i * ld + width]``.
 
 The gradient of a sum or a mean reaches the next op as a broadcast view (stride 0 along the
-summed axes: ``broadcast_to``, free to make). ``broadcast_source`` finds the scalar or row it
-repeats, which the binary ops take as they are; ``dense`` writes such a view out once, by the
+summed axes: ``broadcast_to``, free to make). ``broadcast_source`` finds the scalar, row or
+column it repeats, which the binary ops take as they are; ``dense`` writes such a view out once, by the
 threads, for the kernels that want every operand whole (a fraction of what sending the op to
 NumPy's strided loops would cost).
 """
@@ -65,21 +65,31 @@ def _fill_rows(row, out):  # pragma: no cover - compiled
             o[j] = row[j]
 
 
+@numba.njit(parallel=True, cache=True)
+def _fill_columns(col, out):  # pragma: no cover - compiled
+    """out[r, :] = col[r] for every row r of out (rows, m)."""
+    for r in numba.prange(out.shape[0]):
+        o, c = out[r], col[r]
+        for j in range(out.shape[1]):
+            o[j] = c
+
+
 def dense(a: np.ndarray) -> np.ndarray | None:
-    """``a`` as a C-contiguous array: ``a`` itself, or a broadcast scalar or row written out whole;
-    None for any other layout (the caller returns NotImplemented)."""
+    """``a`` as a C-contiguous array: ``a`` itself, or a broadcast scalar, row or column (one value per
+    row) written out whole; None for any other layout (the caller returns NotImplemented)."""
     if a.flags.c_contiguous:
         return a
     src = broadcast_source(a)
     if a.ndim == 0 or not src.flags.c_contiguous or a.dtype not in FLOATS:
         return None
     m = a.shape[-1]
+    out = np.empty(a.shape, a.dtype)
     if src.size == 1:
-        row = np.full(m, src.reshape(-1)[0], dtype=a.dtype)
+        _fill_rows(np.full(m, src.reshape(-1)[0], dtype=a.dtype), out.reshape(-1, m))
     elif src.size == m and src.shape[-1] == m:
-        row = src.reshape(m)
+        _fill_rows(src.reshape(m), out.reshape(-1, m))
+    elif src.shape == a.shape[:-1] + (1,):
+        _fill_columns(src.reshape(-1), out.reshape(-1, m))
     else:
         return None
-    out = np.empty(a.shape, a.dtype)
-    _fill_rows(row, out.reshape(-1, m))
     return out

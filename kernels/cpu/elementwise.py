@@ -8,8 +8,9 @@ from NumPy's), float64 the exact ``math`` functions. The ops call these only on 
 (``Backend.kernel_min_size``): below that, starting the threads costs more than the arithmetic.
 
 Handled: float32 or float64 C-contiguous operands of one dtype; a binary op's second operand
-may also be a scalar (size 1) or a row (the first operand's last axis) broadcast against the
-first, on either side. Anything else returns NotImplemented and NumPy (the reference) runs it.
+may also be a scalar (size 1), a row (the first operand's last axis) or a column (one value per
+row, keepdims-style) broadcast against the first, on either side. Anything else returns
+NotImplemented and NumPy (the reference) runs it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,33 @@ def _binary_rows(op, left, a, row, out):  # pragma: no cover - compiled
                 o[j] = row[j] / x[j]
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _binary_columns(op, left, a, col, out):  # pragma: no cover - compiled
+    """out[r, j] = a[r, j] (op) col[r], or col[r] (op) a[r, j] when ``left``: a (rows, 1) operand, as in
+    x - x.max(axis=-1, keepdims=True), or the gradient of a sum over the last axis."""
+    n_rows, m = a.shape
+    for r in numba.prange(n_rows):
+        x, o, c = a[r], out[r], col[r]
+        if op == ADD:
+            for j in range(m):
+                o[j] = x[j] + c
+        elif op == MUL:
+            for j in range(m):
+                o[j] = x[j] * c
+        elif op == SUB and not left:
+            for j in range(m):
+                o[j] = x[j] - c
+        elif op == SUB:
+            for j in range(m):
+                o[j] = c - x[j]
+        elif not left:
+            for j in range(m):
+                o[j] = x[j] / c
+        else:
+            for j in range(m):
+                o[j] = c / x[j]
+
+
 def _binary(op: int, a: np.ndarray, b: np.ndarray):
     if not same_float(a, b):
         return NotImplemented
@@ -94,6 +122,10 @@ def _binary(op: int, a: np.ndarray, b: np.ndarray):
         row = np.full(m, small.reshape(-1)[0], dtype=full.dtype)
     elif small.shape[-1] == m and small.size == m:  # a row, possibly with leading axes of 1
         row = small.reshape(m)
+    elif small.shape == full.shape[:-1] + (1,):  # a column: one value per row
+        out = np.empty(full.shape, full.dtype)
+        _binary_columns(op, left, full.reshape(-1, m), small.reshape(-1), out.reshape(-1, m))
+        return out
     else:
         return NotImplemented
     out = np.empty(full.shape, full.dtype)

@@ -57,9 +57,15 @@ class Div(Function):
         return self.backend.kernel("div")(a, b) if _big(self, a, b) else a / b
 
     def backward(self, g):
-        gb = self.backend.kernel("div")(g, self.b) if _big(self, g, self.b) else g / self.b
+        if not _big(self, g, self.b):
+            gb = g / self.b
+            return (gb if self.needs_grad[0] else None,
+                    -gb * self.a / self.b if self.needs_grad[1] else None)
+        mul, div = self.backend.kernel("mul"), self.backend.kernel("div")
+        gb = div(g, self.b)
+        # (gb a) / (-b) is -gb a / b to the bit (a sign flip is exact); -b is small where b broadcasts
         return (gb if self.needs_grad[0] else None,
-                -gb * self.a / self.b if self.needs_grad[1] else None)
+                div(mul(gb, self.a), -self.b) if self.needs_grad[1] else None)
 
 
 class Neg(Function):
