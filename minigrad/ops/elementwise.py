@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from operator import mul as _multiply
+from operator import truediv as _truediv
 
 from ..autograd import Function
 
@@ -57,11 +58,8 @@ class Div(Function):
         return self.backend.kernel("div")(a, b) if _big(self, a, b) else a / b
 
     def backward(self, g):
-        if not _big(self, g, self.b):
-            gb = g / self.b
-            return (gb if self.needs_grad[0] else None,
-                    -gb * self.a / self.b if self.needs_grad[1] else None)
-        mul, div = self.backend.kernel("mul"), self.backend.kernel("div")
+        big = _big(self, g, self.b)
+        mul, div = (self.backend.kernel("mul"), self.backend.kernel("div")) if big else (_multiply, _truediv)
         gb = div(g, self.b)
         # (gb a) / (-b) is -gb a / b to the bit (a sign flip is exact); -b is small where b broadcasts
         return (gb if self.needs_grad[0] else None,
@@ -89,11 +87,9 @@ class PowScalar(Function):
         p = self.p
         if p == 0:  # d/dx x**0 is 0 everywhere, also at x = 0 where x**-1 would give 0*inf
             return self.xp.zeros_like(g)
-        if p == 2 and _big(self, g):
-            mul = self.backend.kernel("mul")
-            return mul(g, mul(self.a, self.xp.asarray(2, dtype=self.a.dtype)))
         if p == 2:
-            return g * (2 * self.a)
+            mul = self.backend.kernel("mul") if _big(self, g) else _multiply
+            return mul(g, mul(self.a, self.xp.asarray(2, dtype=self.a.dtype)))
         return g * (p * self.a ** (p - 1))
 
 
